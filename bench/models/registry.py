@@ -1,0 +1,119 @@
+"""Model registry: built-ins and plug-ins come through the same door and are checked on the way in.
+
+Ways in: the `@register_model("name")` decorator, the Python entry-point group `bench.models`,
+and `FILE.py:Class` wherever a model name is accepted.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import re
+import sys
+from pathlib import Path
+from typing import Dict, Optional, Type
+
+from bench.errors import BenchError
+
+_MODELS: Dict[str, type] = {}
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+_builtins_loaded = False
+
+
+def register_model(name: str):
+    """Class decorator: validate the class and make it available as `name`."""
+
+    def wrap(cls):
+        _validate(name, cls)
+        if name in _MODELS and _MODELS[name] is not cls:
+            raise ValueError(f"model name {name!r} is already taken by {_MODELS[name].__qualname__}")
+        cls.name = name
+        _MODELS[name] = cls
+        return cls
+
+    return wrap
+
+
+def _validate(name: str, cls) -> None:
+    from bench.models.base import GenerativeModel
+    from bench.models.search_space import SearchSpace
+
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ValueError(f"model name {name!r} must be lower-case letters, digits and '_', starting with a letter")
+    if not (inspect.isclass(cls) and issubclass(cls, GenerativeModel)):
+        raise TypeError(f"{cls!r} is not a subclass of bench.models.GenerativeModel")
+    if not isinstance(getattr(cls, "search_space", None), SearchSpace):
+        raise TypeError(f"{cls.__qualname__} must define `search_space = SearchSpace(...)`")
+    if cls.train_step is GenerativeModel.train_step or cls.decode is GenerativeModel.decode:
+        raise TypeError(f"{cls.__qualname__} must implement train_step() and decode()")
+    if cls.noise not in ("uniform", "normal"):
+        raise TypeError(f"{cls.__qualname__}.noise must be 'uniform' or 'normal', not {cls.noise!r}")
+    if not cls.family:
+        raise TypeError(f"{cls.__qualname__} must set `family` (e.g. 'gan', 'vae')")
+
+
+def _load_builtins() -> None:
+    global _builtins_loaded
+    if _builtins_loaded:
+        return
+    _builtins_loaded = True
+    # Imported for their registration; the order is the study's table order.
+    import bench.models.gans  # noqa: F401
+    import bench.models.began  # noqa: F401
+    import bench.models.vae  # noqa: F401
+
+    try:
+        from importlib.metadata import entry_points
+
+        for ep in entry_points(group="bench.models"):
+            try:
+                ep.load()
+            except Exception as exc:  # a broken plug-in must not take the built-ins down
+                print(f"bench: warning: plug-in model entry point {ep.name!r} failed to load: {exc}", file=sys.stderr)
+    except Exception:
+        pass
+
+
+def model_names() -> list[str]:
+    _load_builtins()
+    return list(_MODELS)
+
+
+def get_model_class(spec: str) -> Type:
+    """A registered model by name, or `FILE.py:Class` loaded from a file."""
+    _load_builtins()
+    if ":" in spec and spec.split(":", 1)[0].endswith(".py"):
+        return _load_from_file(spec)
+    if spec not in _MODELS:
+        raise BenchError(f"unknown model {spec!r}; known models: {', '.join(_MODELS)} (or FILE.py:Class)")
+    return _MODELS[spec]
+
+
+def _load_from_file(spec: str) -> Type:
+    path_text, class_name = spec.rsplit(":", 1)
+    path = Path(path_text).expanduser()
+    if not path.is_file():
+        raise BenchError(f"model file {path} does not exist (expected FILE.py:Class)")
+    module_name = f"bench_plugin_{re.sub(r'[^0-9a-zA-Z_]', '_', str(path.resolve()))}"
+    module_spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[module_name] = module
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as exc:
+        raise BenchError(f"model file {path} failed to import: {type(exc).__name__}: {exc}") from None
+    cls = getattr(module, class_name, None)
+    if cls is None:
+        raise BenchError(f"model file {path} has no class {class_name!r}")
+    if not cls.__dict__.get("name"):  # an inherited name belongs to the parent class
+        try:
+            register_model(re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", class_name).lower())(cls)
+        except (TypeError, ValueError) as exc:
+            raise BenchError(f"{path}:{class_name} is not a usable model: {exc}") from None
+    return cls
+
+
+def build_model(spec: str, image_shape: tuple[int, int, int], hparams: Optional[dict] = None, device="cpu"):
+    """Instantiate a model on `device`; its optimisers are created there on first use."""
+    cls = get_model_class(spec)
+    return cls(image_shape, hparams).to(device)

@@ -1,0 +1,150 @@
+"""Hyperparameter search spaces as data: the author defaults plus the wide and narrow ranges (PROTOCOL §4).
+
+A model declares its space once; the same object validates `--set key=value`, samples random
+search configurations, and (in `bench.studies`) becomes Optuna distributions.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Union
+
+import numpy as np
+
+from bench.errors import BenchError
+
+
+@dataclass(frozen=True)
+class LogUniform:
+    """10^U[low_exp, high_exp], the study's learning-rate style range."""
+
+    low_exp: float
+    high_exp: float
+
+    def sample(self, rng: np.random.Generator) -> float:
+        return float(10.0 ** rng.uniform(self.low_exp, self.high_exp))
+
+    def describe(self) -> str:
+        return f"10^U[{self.low_exp:g},{self.high_exp:g}]"
+
+
+@dataclass(frozen=True)
+class Uniform:
+    low: float
+    high: float
+
+    def sample(self, rng: np.random.Generator) -> float:
+        return float(rng.uniform(self.low, self.high))
+
+    def describe(self) -> str:
+        return f"U[{self.low:g},{self.high:g}]"
+
+
+@dataclass(frozen=True)
+class Choice:
+    options: tuple
+
+    def sample(self, rng: np.random.Generator) -> Any:
+        return self.options[int(rng.integers(len(self.options)))]
+
+    def describe(self) -> str:
+        return "{" + ", ".join(_fmt(o) for o in self.options) + "}"
+
+
+@dataclass(frozen=True)
+class Fixed:
+    value: Any
+
+    def sample(self, rng: np.random.Generator) -> Any:
+        return self.value
+
+    def describe(self) -> str:
+        return _fmt(self.value)
+
+
+Param = Union[LogUniform, Uniform, Choice, Fixed]
+
+
+def _fmt(v: Any) -> str:
+    return ("on" if v else "off") if isinstance(v, bool) else f"{v:g}" if isinstance(v, float) else str(v)
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """Author defaults (sample #0 of every search) and the wide/narrow random-search ranges.
+
+    Every key of `defaults` must appear in both ranges, so a sampled configuration is always
+    complete and of the same types as the defaults.
+    """
+
+    defaults: Mapping[str, Any]
+    wide: Mapping[str, Param] = field(default_factory=dict)
+    narrow: Mapping[str, Param] = field(default_factory=dict)
+
+    def __post_init__(self):
+        for name, space in (("wide", self.wide), ("narrow", self.narrow)):
+            if set(space) != set(self.defaults):
+                missing = sorted(set(self.defaults) ^ set(space))
+                raise ValueError(f"{name} search space and defaults disagree on {missing}")
+
+    def ranges(self, which: str) -> Mapping[str, Param]:
+        if which not in ("wide", "narrow"):
+            raise BenchError(f"unknown search range {which!r}; accepted: wide, narrow")
+        return self.wide if which == "wide" else self.narrow
+
+    def sample(self, which: str, rng: np.random.Generator) -> dict:
+        """One random configuration; keys are drawn in sorted order so the stream is stable."""
+        space = self.ranges(which)
+        return {k: _like(self.defaults[k], space[k].sample(rng)) for k in sorted(space)}
+
+    def resolve(self, overrides: Mapping[str, Any] | None = None, base: Mapping[str, Any] | None = None) -> dict:
+        """`base` (default: the author defaults) with `overrides` applied and type-checked."""
+        config = dict(self.defaults if base is None else base)
+        for key, value in (overrides or {}).items():
+            if key not in self.defaults:
+                accepted = ", ".join(sorted(self.defaults))
+                raise BenchError(f"unknown hyperparameter {key!r}; accepted: {accepted}")
+            config[key] = coerce(key, value, self.defaults[key])
+        return config
+
+
+def _like(default: Any, value: Any) -> Any:
+    """Give a sampled value the type of the default (disc_iters stays an int, switches bools)."""
+    if isinstance(default, bool):
+        return bool(value)
+    if isinstance(default, int):
+        return int(value)
+    if isinstance(default, float):
+        return float(value)
+    return value
+
+
+_TRUE = {"1", "true", "on", "yes"}
+_FALSE = {"0", "false", "off", "no"}
+
+
+def coerce(key: str, value: Any, default: Any) -> Any:
+    """Parse a `--set` value (string or already typed) into the type of the default."""
+    kind = type(default)
+    try:
+        if isinstance(default, bool):
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in _TRUE | _FALSE:
+                return text in _TRUE
+            raise ValueError
+        if isinstance(default, int):
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(str(value)) if isinstance(value, str) else int(value)
+        if isinstance(default, float):
+            out = float(value)
+            if not math.isfinite(out):
+                raise ValueError
+            return out
+        return kind(value)
+    except (TypeError, ValueError):
+        expected = {bool: "on/off (true/false, 1/0)", int: "an integer", float: "a finite number"}.get(kind, kind.__name__)
+        raise BenchError(f"bad value {value!r} for {key}: expected {expected}") from None

@@ -1,0 +1,256 @@
+"""One trial: build the model, train it for its budget, evaluate on schedule, checkpoint, resume.
+
+`bench train` calls `run_trial`; so does every trial of a study. The loop knows nothing about
+model families: a model's `train_step` does the updates (bench/models/gan.py holds the GANs'
+step, bench/models/losses.py their losses); the loop feeds batches, watches for divergence,
+evaluates, and writes the trial folder (bench/trial_folder.py) as it goes.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+from tqdm.auto import tqdm
+
+import bench
+from bench.config import EVAL_NOISE_SEED, RunOptions, TrialConfig, resolve_device
+from bench.data import get_dataset
+from bench.data.sampler import DeviceBatches
+from bench.errors import BenchError
+from bench.files import atomic_write
+from bench.loss_monitor import LossMonitor
+from bench.models import build_model
+from bench.trial_folder import FINISHED, TrialFolder, now
+
+CHECK_EVERY = 50  # steps between bulk reads of the losses (divergence check, progress)
+GENERATE_BATCH = 500
+
+
+@dataclass
+class TrialResult:
+    config: TrialConfig
+    out: Path
+    status: str  # complete | diverged
+    evaluations: list = field(default_factory=list)
+    diverged_at_step: Optional[int] = None
+    already_finished: bool = False
+
+    @property
+    def best_fid(self) -> Optional[float]:
+        """The study's score of a trial: its minimum FID over the evaluation points."""
+        fids = [r["metrics"].get("fid") for r in self.evaluations]
+        fids = [f for f in fids if f is not None and math.isfinite(f)]
+        return min(fids) if fids else None
+
+
+def run_trial(config: TrialConfig, options: RunOptions, on_step: Optional[Callable[[int], None]] = None) -> TrialResult:
+    """Train and evaluate one configuration, resuming whatever `options.out` already holds.
+
+    A finished trial returns at once, before any data or network is loaded. `on_step(step)` is
+    called after every step (tests use it to interrupt a run).
+    """
+    folder = TrialFolder(options.out)
+    state = folder.claim(config)
+    if state is not None and state["status"] in FINISHED:
+        return TrialResult(config, folder.path, state["status"], folder.evaluations(),
+                           state.get("diverged_at_step"), already_finished=True)
+    return _Trial(config, options, folder).run(on_step)
+
+
+def train_until(model, batches: DeviceBatches, rng: torch.Generator, monitor: LossMonitor, start: int, stop: int,
+                on_step: Optional[Callable[[int], None]] = None,
+                progress: Optional[Callable[[int], None]] = None) -> Optional[int]:
+    """Take steps start..stop-1; return the first step with a non-finite loss, or None.
+
+    The hot loop of every trial: one batch gather, one `train_step`, and a bulk read of the
+    losses every CHECK_EVERY steps (benchmarks/train_loop_speed.py times exactly this).
+    """
+    for step in range(start, stop):
+        monitor.add(step + 1, model.train_step(batches.batch(step), rng))
+        done = step + 1
+        if on_step is not None:
+            on_step(done)
+        if done % CHECK_EVERY == 0 or done == stop:
+            bad_step = monitor.flush()
+            if progress is not None:
+                progress(done)
+            if bad_step is not None:
+                return bad_step
+    return None
+
+
+class _Trial:
+    """A trial being trained: its model, random stream, clock, evaluator and folder."""
+
+    def __init__(self, config: TrialConfig, options: RunOptions, folder: TrialFolder):
+        self.config, self.options, self.folder = config, options, folder
+        self.device = torch.device(resolve_device(options.device))
+        dataset = get_dataset(config.dataset)
+        train_split = dataset.load("train", options.data_root)
+        reference = dataset.load("reference", options.data_root)
+        if len(reference) < config.eval_samples:
+            raise BenchError(f"--eval-samples {config.eval_samples} exceeds the {len(reference)} reference images of {config.dataset}")
+        if tuple(train_split.images.shape[1:]) != tuple(dataset.info.image_shape):
+            raise BenchError(f"{config.dataset} images are {tuple(train_split.images.shape[1:])}, expected {dataset.info.image_shape}")
+
+        torch.manual_seed(config.seed)  # initialisation runs on the CPU: the same weights on every device
+        self.model = build_model(config.model, dataset.info.image_shape, config.hparams, self.device)
+        self.rng = torch.Generator(device=self.device)
+        self.rng.manual_seed(config.seed)
+        self.train_seconds = self.eval_seconds = 0.0
+        self.step = self._restore(folder.load_checkpoint(config, self.device))
+
+        self.batches = DeviceBatches(train_split.images.to(self.device), config.batch_size, config.seed)
+        self.evaluator = _make_evaluator(config, dataset.name, reference.head(config.eval_samples), self.device, options)
+        noise_rng = torch.Generator().manual_seed(EVAL_NOISE_SEED)
+        self.eval_z = self.model.sample_noise(config.eval_samples, noise_rng, "cpu").to(self.device)
+        self.monitor = LossMonitor()
+        self.run_info = {"device": _device_name(self.device), "host": platform.node(), "bench_version": bench.__version__}
+        records = folder.evaluations()
+        self.recorded = {r["step"] for r in records}
+        self.last_fid = records[-1]["metrics"].get("fid") if records else None
+
+    def _restore(self, checkpoint: Optional[dict]) -> int:
+        if checkpoint is None:
+            return 0
+        path = self.folder.checkpoint_path
+        try:
+            self.model.load_state_dict(checkpoint["model"])
+        except (RuntimeError, KeyError, ValueError) as exc:
+            raise BenchError(f"{path} does not fit {self.config.model}: {str(exc).splitlines()[0]}") from None
+        saved_on = checkpoint.get("rng_device", "cpu")
+        if saved_on != self.device.type:
+            raise BenchError(f"{path} was written by a {saved_on} run; resume it with --device {saved_on} "
+                             "(its random stream cannot move between device types)")
+        self.rng.set_state(checkpoint["rng"].cpu())
+        self.train_seconds = float(checkpoint["clock"]["train_seconds"])
+        self.eval_seconds = float(checkpoint["clock"]["eval_seconds"])
+        return int(checkpoint["step"])
+
+    def run(self, on_step) -> TrialResult:
+        config = self.config
+        points = config.evaluation_steps()
+        self._write_state("running")
+        # A kill between writing a checkpoint and appending its record leaves the record missing.
+        if self.step in points and self.step not in self.recorded:
+            if not self._evaluate_and_record():
+                return self._finish("diverged", diverged_at_step=self.step)
+        bar = tqdm(total=config.steps, initial=self.step, desc=f"{config.model} on {config.dataset}", unit="step",
+                   disable=not self.options.progress, file=sys.stderr, dynamic_ncols=True, smoothing=0.05)
+
+        def progress(done: int) -> None:
+            bar.update(done - bar.n)
+            bar.set_postfix(_postfix(self.monitor.latest, self.last_fid), refresh=False)
+
+        try:
+            for point in (p for p in points if p > self.step):
+                t0 = time.perf_counter()
+                bad_step = train_until(self.model, self.batches, self.rng, self.monitor, self.step, point, on_step, progress)
+                self.train_seconds += time.perf_counter() - t0
+                if bad_step is not None:
+                    self.step = bad_step
+                    return self._finish("diverged", diverged_at_step=bad_step)
+                self.step = point
+                if not self._evaluate_and_record():
+                    return self._finish("diverged", diverged_at_step=point)
+                self._write_state("running")
+                progress(point)
+        finally:
+            bar.close()
+        return self._finish("complete")
+
+    def _evaluate_and_record(self) -> bool:
+        """Score the model at the current step and store it; False if its samples are not finite."""
+        t0 = time.perf_counter()
+        samples = torch.cat([self.model.generate(z) for z in self.eval_z.split(GENERATE_BATCH)])
+        if not torch.isfinite(samples).all():
+            return False
+        metrics = self.evaluator.evaluate(samples)
+        _save_grid(self.folder.sample_grid_path(self.step), samples[:64])
+        self.eval_seconds += time.perf_counter() - t0
+        self.last_fid = metrics.get("fid")
+
+        config, model = self.config, self.model
+        clock = self._clock()
+        self.folder.save_checkpoint(config, {"model": model.state_dict(), "rng": self.rng.get_state(),
+                                             "rng_device": self.device.type, "clock": clock, "step": self.step})
+        self.folder.append_evaluation({
+            "step": self.step,
+            "g_steps": model.g_steps,
+            "images_seen": self.step * config.batch_size,
+            "metrics": metrics,
+            "losses": self.monitor.interval_means(),
+            **clock,
+            "model": config.model,
+            "dataset": config.dataset,
+            "seed": config.seed,
+            "hparams": config.hparams,
+            "config": config.to_dict(),
+            "protocol": self.evaluator.protocol(),
+            "time": now(),
+            **self.run_info,
+        })
+        self.recorded.add(self.step)
+        return True
+
+    def _clock(self) -> dict:
+        return {"train_seconds": round(self.train_seconds, 3), "eval_seconds": round(self.eval_seconds, 3)}
+
+    def _compute(self) -> dict:
+        """What the trial has spent, so that equal budgets can be seen to be equal."""
+        return {
+            "steps": self.model.steps,
+            "g_steps": self.model.g_steps,
+            "images_seen": self.model.steps * self.config.batch_size,
+            "parameters": self.model.parameter_counts(),
+            **self._clock(),
+        }
+
+    def _write_state(self, status: str, **extra) -> dict:
+        return self.folder.write_state(self.config, status, steps_done=self.step, compute=self._compute(),
+                                       **self.run_info, **extra)
+
+    def _finish(self, status: str, **extra) -> TrialResult:
+        self._write_state(status, **extra)
+        return TrialResult(self.config, self.folder.path, status, self.folder.evaluations(), extra.get("diverged_at_step"))
+
+
+def _make_evaluator(config: TrialConfig, dataset_name: str, reference, device, options: RunOptions):
+    from bench.metrics import SampleEvaluator, get_extractor
+
+    extractor = get_extractor(config.extractor, weights=options.inception_weights, device=device)
+    return SampleEvaluator(dataset_name, reference, config.eval_samples, extractor, device=device,
+                           cache_dir=options.cache_dir, progress=options.progress)
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def _postfix(latest: dict, fid: Optional[float]) -> dict:
+    out = {k: f"{v:.3g}" for k, v in latest.items() if k in ("d_loss", "g_loss", "loss")}
+    if fid is not None:
+        out["fid"] = f"{fid:.2f}"
+    return out
+
+
+def _save_grid(path: Path, samples: torch.Tensor) -> None:
+    from PIL import Image
+    from torchvision.utils import make_grid
+
+    grid = make_grid(samples.detach().float().cpu().clamp(0, 1), nrow=8, padding=1, pad_value=1.0)
+    array = grid.mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    image = Image.fromarray(array[..., 0] if samples.shape[1] == 1 else array)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    atomic_write(path, lambda f: f.write(buffer.getvalue()))

@@ -1,0 +1,52 @@
+"""Shared fixtures: isolated caches, small image folders, the real data in ../shared/data."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_caches(tmp_path_factory):
+    """Datasets, reference statistics and converted weights go to a per-session folder, never ~/.cache."""
+    home = tmp_path_factory.mktemp("bench-home")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("BENCH_DATA", str(home / "data"))
+    patch.setenv("BENCH_CACHE", str(home / "cache"))
+    yield home
+    patch.undo()
+
+
+def shared_data_dir() -> Path:
+    return Path(os.environ.get("BENCH_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture
+def shared_data():
+    path = shared_data_dir()
+    if not path.is_dir():
+        pytest.skip(f"real data not found at {path} (set BENCH_SHARED_DATA)")
+    return path
+
+
+def write_blob_folder(root: Path, n_train: int = 192, n_test: int = 96, size: int = 8, seed: int = 0) -> Path:
+    """A tiny image dataset: gray blobs at random places on 8x8, as train/ and test/ PNGs."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size]
+    for split, n in (("train", n_train), ("test", n_test)):
+        (root / split).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            cy, cx = rng.uniform(2, size - 2, 2)
+            img = 255 * (1 - np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 3.0))
+            Image.fromarray(img.astype(np.uint8), "L").save(root / split / f"{i:04d}.png")
+    return root
+
+
+@pytest.fixture(scope="session")
+def blob_folder(tmp_path_factory) -> Path:
+    return write_blob_folder(tmp_path_factory.mktemp("blobs"))

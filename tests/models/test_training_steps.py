@@ -1,0 +1,130 @@
+"""Training-step semantics shared by the GANs (PROTOCOL §1) and the model-specific hooks."""
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from bench.models import build_model
+from bench.models.began import reconstruction_error
+
+SHAPE = (1, 8, 8)  # the fixed architecture at its smallest: fast on a CPU
+
+
+def batch(n=16, seed=0):
+    return torch.rand(n, *SHAPE, generator=torch.Generator().manual_seed(seed))
+
+
+def run(model, steps, seed=0):
+    rng = torch.Generator().manual_seed(seed)
+    return [model.train_step(batch(seed=i), rng) for i in range(steps)]
+
+
+@pytest.mark.parametrize("disc_iters, expected_g_steps", [(1, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]), (5, [0, 1, 6])])
+def test_generator_update_schedule(disc_iters, expected_g_steps):
+    """compare_gan updates G on step 0 and when (step - 1) % disc_iters == 0."""
+    torch.manual_seed(0)
+    model = build_model("ns_gan", SHAPE, {"disc_iters": disc_iters})
+    logs = run(model, 10)
+    assert [i for i, log in enumerate(logs) if "g_loss" in log] == expected_g_steps
+    assert model.steps == 10 and model.g_steps == len(expected_g_steps)
+
+
+def test_discriminator_sees_real_and_fake_in_separate_calls():
+    torch.manual_seed(0)
+    model = build_model("ns_gan", SHAPE)
+    sizes = []
+    model.D.register_forward_hook(lambda module, inputs, output: sizes.append(inputs[0].shape[0]))
+    run(model, 1)
+    assert sizes == [16, 16, 16]  # D(real), D(fake) for the D step, D(fake) for the G step
+
+
+def test_generator_step_does_not_touch_discriminator_weights():
+    torch.manual_seed(0)
+    model = build_model("ns_gan", SHAPE)
+    run(model, 1)
+    assert all(p.grad is None or p.grad.abs().sum() > 0 for p in model.D.parameters())
+    before = {k: v.clone() for k, v in model.D.state_dict().items() if "running" not in k and "num_batches" not in k}
+    model.optimizers()["G"].step()  # only G's optimiser: D's weights unchanged
+    after = model.D.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_wgan_clips_every_discriminator_parameter_including_batch_norm():
+    torch.manual_seed(0)
+    c = 0.01
+    model = build_model("wgan", SHAPE, {"clip": c, "d_batch_norm": True})
+    run(model, 1)
+    params = dict(model.D.named_parameters())
+    assert any("net.3" in name for name in params)  # the batch-norm layer after conv 2 exists
+    for name, p in params.items():
+        assert p.abs().max() <= c + 1e-9, name
+    bn_scales = [m.weight for m in model.D.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    assert bn_scales and all(torch.allclose(w, torch.full_like(w, c)) for w in bn_scales)  # were 1, clipped to c
+    assert max(p.abs().max() for p in model.G.parameters()) > c  # G is never clipped
+
+
+def test_wgan_gp_draws_fresh_noise_for_the_generator_step():
+    torch.manual_seed(0)
+    seen = {}
+    for name in ("wgan", "wgan_gp"):
+        model = build_model(name, SHAPE, {"disc_iters": 1})
+        inputs = []
+        model.G.register_forward_hook(lambda module, args, out: inputs.append(args[0].clone()))
+        run(model, 1)
+        seen[name] = torch.equal(inputs[0], inputs[1])
+    assert seen == {"wgan": True, "wgan_gp": False}
+
+
+def test_penalty_models_report_their_penalty_and_weight_it():
+    torch.manual_seed(0)
+    for name in ("wgan_gp", "dragan"):
+        log = run(build_model(name, SHAPE), 1)[0]
+        assert torch.isfinite(log["penalty"]) and log["penalty"] >= 0
+
+
+def test_began_k_update_is_unclipped_and_uses_updated_networks():
+    torch.manual_seed(0)
+    model = build_model("began", SHAPE, {"gamma": 1.0, "lambda_k": 1.0})
+    real, z = batch(), model.sample_noise(16, torch.Generator().manual_seed(3))
+    model.k.fill_(0.9)
+    with torch.no_grad():
+        expected = 0.9 + 1.0 * (1.0 * reconstruction_error(model.D, real) - reconstruction_error(model.D, model.G(z)))
+    model.after_step(real, z)
+    assert model.k.item() == pytest.approx(expected.item(), rel=1e-6)
+    # Push k beyond [0, 1]: it is never clipped.
+    model.hparams["lambda_k"] = 1e3
+    for _ in range(3):
+        model.after_step(real, z)
+    assert model.k.item() > 1 or model.k.item() < 0
+
+
+def test_began_k_starts_at_zero_and_moves_after_each_step():
+    torch.manual_seed(0)
+    model = build_model("began", SHAPE)
+    assert model.k.item() == 0
+    logs = run(model, 3)
+    ks = [log["k"].item() for log in logs]
+    assert len(set(ks)) == 3 and ks[-1] == model.k.item()
+
+
+def test_vae_loss_is_reconstruction_plus_kl():
+    torch.manual_seed(0)
+    model = build_model("vae", SHAPE)
+    log = run(model, 1)[0]
+    assert log["loss"].item() == pytest.approx(log["recon"].item() + log["kl"].item(), rel=1e-6)
+    assert log["kl"] >= 0 and log["recon"] > 0
+
+
+def test_checkpoint_round_trip_restores_optimisers_and_counters():
+    torch.manual_seed(0)
+    model = build_model("began", SHAPE)
+    run(model, 3)
+    state = copy.deepcopy(model.state_dict())  # Adam.load_state_dict shares tensors; a file would not
+    torch.manual_seed(1)
+    clone = build_model("began", SHAPE)
+    clone.load_state_dict(state)
+    assert clone.steps == 3 and clone.g_steps == model.g_steps and clone.k.item() == model.k.item()
+    a, b = run(model, 2, seed=5), run(clone, 2, seed=5)
+    assert all(torch.equal(x["d_loss"], y["d_loss"]) for x, y in zip(a, b))

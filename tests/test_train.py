@@ -1,0 +1,145 @@
+"""One trial end to end (bench.train) on a tiny image folder with the tiny feature extractor."""
+
+import json
+
+import pytest
+import torch
+
+from bench.config import RunOptions, make_trial_config
+from bench.errors import BenchError
+from bench.models import register_model
+from bench.models.gans import NonSaturatingGAN
+from bench.train import run_trial
+
+
+def config_for(folder, model="ns_gan", steps=20, eval_every=10, **overrides):
+    return make_trial_config(model, f"folder:{folder}", steps=steps, eval_every=eval_every, eval_samples=64,
+                             extractor="tiny", overrides=overrides or None)
+
+
+def options(out, **kw):
+    return RunOptions(out=out, device="cpu", progress=False, **kw)
+
+
+class Interrupt(Exception):
+    pass
+
+
+def interrupt_at(step):
+    def hook(done):
+        if done == step:
+            raise Interrupt
+    return hook
+
+
+def test_trial_records_every_evaluation_point(blob_folder, tmp_path):
+    result = run_trial(config_for(blob_folder), options(tmp_path / "t"))
+    assert result.status == "complete"
+    records = [json.loads(line) for line in (tmp_path / "t" / "evals.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [10, 20]
+    for r in records:
+        assert r["metrics"]["fid"] > 0
+        assert r["images_seen"] == r["step"] * 64 and r["g_steps"] == r["step"]
+        assert r["hparams"]["lr"] == 5e-5 and r["config"]["model"] == "ns_gan"
+        assert r["protocol"]["n_fake"] == 64 and r["protocol"]["standard"] is False
+        assert set(r["losses"]) == {"d_loss", "g_loss"}
+    state = json.loads((tmp_path / "t" / "trial.json").read_text())
+    assert state["status"] == "complete" and state["compute"]["steps"] == 20
+    assert (tmp_path / "t" / "samples" / "step-0000020.png").exists()
+
+
+def test_finished_trial_returns_at_once(blob_folder, tmp_path, monkeypatch):
+    config = config_for(blob_folder, steps=10)
+    run_trial(config, options(tmp_path / "t"))
+    before = (tmp_path / "t" / "evals.jsonl").read_bytes()
+    # A finished trial must not even load its data.
+    monkeypatch.setattr("bench.train._Trial.__init__", lambda *a: pytest.fail("a finished trial was restarted"))
+    again = run_trial(config, options(tmp_path / "t"))
+    assert again.already_finished and again.status == "complete" and len(again.evaluations) == 1
+    assert (tmp_path / "t" / "evals.jsonl").read_bytes() == before
+
+
+def test_interrupted_trial_resumes_to_the_same_result(blob_folder, tmp_path):
+    config = config_for(blob_folder, model="wgan_gp", steps=30)
+    straight = run_trial(config, options(tmp_path / "a"))
+    with pytest.raises(Interrupt):
+        run_trial(config, options(tmp_path / "b"), on_step=interrupt_at(25))
+    assert json.loads((tmp_path / "b" / "trial.json").read_text())["status"] == "running"
+    resumed = run_trial(config, options(tmp_path / "b"))
+    assert [r["step"] for r in resumed.evaluations] == [10, 20, 30]
+    assert [r["metrics"]["fid"] for r in resumed.evaluations] == [r["metrics"]["fid"] for r in straight.evaluations]
+    a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a if isinstance(a[k], torch.Tensor))
+
+
+def test_missing_record_after_checkpoint_is_evaluated_again(blob_folder, tmp_path):
+    config = config_for(blob_folder)
+    with pytest.raises(Interrupt):
+        run_trial(config, options(tmp_path / "t"), on_step=interrupt_at(15))
+    evals = tmp_path / "t" / "evals.jsonl"
+    first = json.loads(evals.read_text())
+    evals.write_text("")  # as if killed between the checkpoint and the record
+    result = run_trial(config, options(tmp_path / "t"))
+    assert [r["step"] for r in result.evaluations] == [10, 20]
+    assert result.evaluations[0]["metrics"]["fid"] == first["metrics"]["fid"]
+
+
+def test_a_torn_last_line_is_ignored(blob_folder, tmp_path):
+    config = config_for(blob_folder)
+    with pytest.raises(Interrupt):
+        run_trial(config, options(tmp_path / "t"), on_step=interrupt_at(15))
+    with open(tmp_path / "t" / "evals.jsonl", "a") as f:
+        f.write('{"step": 20, "metr')
+    result = run_trial(config, options(tmp_path / "t"))
+    assert [r["step"] for r in result.evaluations] == [10, 20]
+
+
+@register_model("test_nan_at_7")
+class NaNAtStep7(NonSaturatingGAN):
+    """ns_gan whose discriminator loss turns NaN at step 7 (for the divergence test)."""
+
+    def train_step(self, real, rng):
+        logs = super().train_step(real, rng)
+        if self.steps == 7:
+            logs["d_loss"] = torch.tensor(float("nan"))
+        return logs
+
+
+def test_divergence_is_recorded_with_its_step(blob_folder, tmp_path):
+    result = run_trial(config_for(blob_folder, model="test_nan_at_7", steps=20, eval_every=5), options(tmp_path / "t"))
+    assert result.status == "diverged" and result.diverged_at_step == 7
+    state = json.loads((tmp_path / "t" / "trial.json").read_text())
+    assert state["status"] == "diverged" and state["diverged_at_step"] == 7
+    assert [r["step"] for r in result.evaluations] == [5]  # evaluations before the divergence stay
+    assert run_trial(config_for(blob_folder, model="test_nan_at_7", steps=20, eval_every=5),
+                     options(tmp_path / "t")).already_finished
+
+
+def test_a_different_trial_is_refused_and_nothing_is_touched(blob_folder, tmp_path):
+    run_trial(config_for(blob_folder, steps=10), options(tmp_path / "t"))
+    files = {p.name: p.read_bytes() for p in (tmp_path / "t").iterdir() if p.is_file()}
+    with pytest.raises(BenchError, match=r"different trial \(lr: 5e-05 vs 0.001"):
+        run_trial(config_for(blob_folder, steps=10, lr="1e-3"), options(tmp_path / "t"))
+    assert files == {p.name: p.read_bytes() for p in (tmp_path / "t").iterdir() if p.is_file()}
+
+
+def test_corrupted_and_foreign_checkpoints_are_refused(blob_folder, tmp_path):
+    config = config_for(blob_folder)
+    with pytest.raises(Interrupt):
+        run_trial(config, options(tmp_path / "t"), on_step=interrupt_at(15))
+    ckpt = tmp_path / "t" / "checkpoint.pt"
+    ckpt.write_bytes(b"not a checkpoint")
+    with pytest.raises(BenchError, match="unreadable"):
+        run_trial(config, options(tmp_path / "t"))
+    assert ckpt.read_bytes() == b"not a checkpoint"
+    torch.save({"weights": torch.zeros(3)}, ckpt)
+    with pytest.raises(BenchError, match="not a bench trial checkpoint"):
+        run_trial(config, options(tmp_path / "t"))
+
+
+def test_foreign_trial_record_is_refused(blob_folder, tmp_path):
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "trial.json").write_text('{"something": "else"}')
+    with pytest.raises(BenchError, match="not a bench trial record"):
+        run_trial(config_for(blob_folder), options(tmp_path / "t"))
