@@ -32,6 +32,7 @@ from bench.trial_folder import FINISHED, TrialFolder, now
 
 CHECK_EVERY = 50  # steps between bulk reads of the losses (divergence check, progress)
 GENERATE_BATCH = 500
+TRIANGLE_PR_SAMPLES = 1024  # PROTOCOL §5
 
 
 @dataclass
@@ -173,7 +174,10 @@ class _Trial:
         samples = torch.cat([self.model.generate(z) for z in self.eval_z.split(GENERATE_BATCH)])
         if not torch.isfinite(samples).all():
             return False
-        metrics = self.evaluator.evaluate(samples)
+        evaluation = self.evaluator.evaluate(samples, model=self.model)
+        if not evaluation.finite:
+            return False
+        metrics = evaluation.metrics
         _save_grid(self.folder.sample_grid_path(self.step), samples[:64])
         self.eval_seconds += time.perf_counter() - t0
         self.last_fid = metrics.get("fid")
@@ -187,6 +191,7 @@ class _Trial:
             "g_steps": model.g_steps,
             "images_seen": self.step * config.batch_size,
             "metrics": metrics,
+            "unavailable": evaluation.unavailable,
             "losses": self.monitor.interval_means(),
             **clock,
             "model": config.model,
@@ -227,8 +232,11 @@ def _make_evaluator(config: TrialConfig, dataset_name: str, reference, device, o
     from bench.metrics import SampleEvaluator, get_extractor
 
     extractor = get_extractor(config.extractor, weights=options.inception_weights, device=device)
+    # The study's triangle precision/recall on 1024 samples, fewer when the trial evaluates fewer.
+    triangle_pr = {"n": min(TRIANGLE_PR_SAMPLES, config.eval_samples), "cache_dir": options.cache_dir,
+                   "data_root": options.data_root} if dataset_name == "triangles" else None
     return SampleEvaluator(dataset_name, reference, config.eval_samples, extractor, device=device,
-                           cache_dir=options.cache_dir, progress=options.progress)
+                           cache_dir=options.cache_dir, progress=options.progress, triangle_pr=triangle_pr)
 
 
 def _device_name(device: torch.device) -> str:

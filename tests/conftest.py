@@ -9,6 +9,16 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+def pytest_collection_modifyitems(config, items):
+    """`slow` tests run only with BENCH_SLOW_TESTS=1: they cost minutes on a 2-core CPU."""
+    if os.environ.get("BENCH_SLOW_TESTS"):
+        return
+    skip = pytest.mark.skip(reason="slow on a CPU; set BENCH_SLOW_TESTS=1 to run")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def isolated_caches(tmp_path_factory):
     """Datasets, reference statistics and converted weights go to a per-session folder, never ~/.cache."""

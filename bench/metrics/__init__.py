@@ -1,19 +1,24 @@
-"""Metrics: feature extractors, FID, cached reference statistics, and the per-trial evaluator.
+"""Metrics: feature extractors, FID, IS, KID, precision/recall, density/coverage, PRD, NLL helpers,
+cached reference statistics, and the evaluator trials and `bench score` use.
 
 Samples go through a feature extractor once (`extract_features`); every metric is computed from
-those features. KID, IS and precision/recall will join as `metric_*.py` modules fed by the same
-dict (IS needs an extractor with `has_logits`).
+those features (`metric_set.compute_metrics`). IS needs an extractor with `has_logits`.
 """
 
 from __future__ import annotations
 
+from bench.config import EXTRACTORS
 from bench.errors import BenchError
-from bench.metrics.evaluator import SampleEvaluator
+from bench.metrics.evaluator import Evaluation, SampleEvaluator
 from bench.metrics.feature_extractor_base import FeatureExtractor, extract_features
 from bench.metrics.metric_fid import feature_statistics, fid_from_features, frechet_distance
+from bench.metrics.metric_isc import inception_score
+from bench.metrics.metric_kid import kid
+from bench.metrics.metric_nll import bits_per_dim_dequantized, bits_per_dim_discrete, importance_weighted_nll
+from bench.metrics.metric_prc import density_coverage, precision_recall
+from bench.metrics.metric_prd import prd
+from bench.metrics.metric_set import METRICS, TRIAL_METRICS, MetricSettings, compute_metrics, parse_metrics
 from bench.metrics.reference_stats import ReferenceStats, reference_statistics
-
-EXTRACTORS = ("inception", "tiny")
 
 
 def get_extractor(name: str, weights=None, device="cpu") -> FeatureExtractor:
@@ -33,5 +38,10 @@ def get_extractor(name: str, weights=None, device="cpu") -> FeatureExtractor:
     raise BenchError(f"unknown feature extractor {name!r}; accepted: {', '.join(EXTRACTORS)}")
 
 
-__all__ = ["EXTRACTORS", "FeatureExtractor", "ReferenceStats", "SampleEvaluator", "extract_features",
-           "feature_statistics", "fid_from_features", "frechet_distance", "get_extractor", "reference_statistics"]
+__all__ = [
+    "EXTRACTORS", "METRICS", "TRIAL_METRICS", "Evaluation", "FeatureExtractor", "MetricSettings", "ReferenceStats",
+    "SampleEvaluator", "bits_per_dim_dequantized", "bits_per_dim_discrete", "compute_metrics", "density_coverage",
+    "extract_features", "feature_statistics", "fid_from_features", "frechet_distance", "get_extractor",
+    "importance_weighted_nll", "inception_score", "kid", "parse_metrics", "prd", "precision_recall",
+    "reference_statistics",
+]

@@ -89,18 +89,20 @@ def test_evaluator_scores_and_records_protocol(tmp_path):
     split = make_split(60)
     ev = SampleEvaluator("toy", split, 50, TinyExtractor(), cache_dir=tmp_path, progress=False)
     same = split.images[:50].float() / 255
-    assert ev.evaluate(same)["fid"] == pytest.approx(0.0, abs=1e-6)
+    assert ev.evaluate(same).metrics["fid"] == pytest.approx(0.0, abs=1e-6)
     noise = torch.rand(50, 1, 28, 28, generator=torch.Generator().manual_seed(3))
-    result = ev.evaluate(noise)
+    result = ev.evaluate(noise).metrics
     ref_feats = ev.stats.features
     expected = fid_from_features(ref_feats, extract_features(ev.extractor, noise, progress=False)["features"])
-    assert result == {"fid": pytest.approx(expected, rel=1e-9)} and result["fid"] > 1
+    assert result["fid"] == pytest.approx(expected, rel=1e-9) and result["fid"] > 1
+    assert {"kid_mean", "kid_std", "precision", "recall", "density", "coverage", "is_mean", "is_std"} <= set(result)
     protocol = ev.protocol()
     assert protocol["n_real"] == 50 and protocol["n_fake"] == 50
     assert protocol["reference"] == "toy test, first 50" and protocol["dataset"] == "toy"
     assert protocol["standard"] is False and protocol["extractor"]["extractor"] == "tiny-random-projection"
     assert "not quantised" in protocol["samples"]
-    assert set(protocol["versions"]) == {"torch", "torch-fidelity", "numpy", "scipy"}
+    assert set(protocol["versions"]) == {"bench", "torch", "torch-fidelity", "numpy", "scipy"}
+    assert protocol["per_metric"]["kid"]["subset_size"] == 50 and protocol["per_metric"]["pr"]["k"] == 3
     json.dumps(protocol, allow_nan=False)
 
 
@@ -108,6 +110,7 @@ def test_evaluator_flags_non_finite_samples_and_checks_n(tmp_path):
     ev = SampleEvaluator("toy", make_split(), 20, TinyExtractor(), cache_dir=tmp_path, progress=False)
     bad = torch.rand(20, 1, 28, 28)
     bad[3, 0, 1, 1] = float("nan")
-    assert ev.evaluate(bad) == {"fid": None, "non_finite_samples": True}
+    result = ev.evaluate(bad)
+    assert not result.finite and result.metrics == {}
     with pytest.raises(ValueError, match="n_fake"):
         ev.evaluate(torch.rand(19, 1, 28, 28))
