@@ -42,6 +42,10 @@ def test_trial_records_every_evaluation_point(blob_folder, tmp_path):
         assert r["images_seen"] == r["step"] * 64 and r["g_steps"] == r["step"]
         assert r["hparams"]["lr"] == 5e-5 and r["config"]["model"] == "ns_gan"
         assert r["protocol"]["n_fake"] == 64 and r["protocol"]["standard"] is False
+        # every number carries the protocol it was computed under
+        assert {"fid", "kid", "pr", "dc", "is"} <= set(r["protocol"]["per_metric"])
+        assert {"fid", "kid_mean", "kid_std", "precision", "recall", "density", "coverage", "is_mean"} <= set(r["metrics"])
+        assert r["unavailable"] == {}  # the tiny extractor has logits: IS is computed
         assert set(r["losses"]) == {"d_loss", "g_loss"}
     state = json.loads((tmp_path / "t" / "trial.json").read_text())
     assert state["status"] == "complete" and state["compute"]["steps"] == 20
