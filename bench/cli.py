@@ -28,6 +28,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text!r}")
+    return value
+
+
 def _int(text: str) -> int:
     try:
         return int(text)
@@ -92,13 +102,65 @@ def build_parser() -> argparse.ArgumentParser:
                        help="feature extractor; 'tiny' is for tests only and marked non-standard")
     score.add_argument("--inception-weights", type=Path, help="Inception weights file")
     score.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    run = commands.add_parser(
+        "run",
+        help="hyperparameter studies of several models on one dataset under matched budgets",
+        description="For every model, random-search BUDGET configurations (the first is the author defaults), "
+        "train each for the same number of steps and score it on the same schedule; one Optuna study per "
+        "(model, dataset). Stop it anywhere; the same command resumes.",
+    )
+    run.add_argument("--model", required=True, help="'all', or comma-separated model names")
+    run.add_argument("--dataset", required=True, help="dataset name or folder:PATH")
+    run.add_argument("--budget", required=True, type=_positive_int, help="configurations per model")
+    run.add_argument("--search", choices=["wide", "narrow"], help="search ranges (PROTOCOL §4; default: the preset's)")
+    run.add_argument("--seeds", type=_non_negative_int, default=0,
+                     help="retrain each model's best configuration with N further seeds (default 0)")
+    run.add_argument("--preset", default="paper", help="protocol preset: paper (the study's) or quick (a CPU smoke run)")
+    run.add_argument("--steps", type=_positive_int, help="override the preset's training length")
+    run.add_argument("--eval-every", type=_positive_int, help="override the preset's evaluation interval")
+    run.add_argument("--eval-samples", type=_positive_int, help="override the preset's samples per evaluation")
+    run.add_argument("--match", choices=["steps", "flops"],
+                     help="what is held equal across models: steps (the study) or the FLOPs ns_gan spends")
+    run.add_argument("--extractor", choices=["inception", "tiny"], help="feature extractor ('tiny': tests only)")
+    run.add_argument("--jobs", type=_positive_int, default=1, help="worker processes on this machine (default 1)")
+    run.add_argument("--storage", help="study storage URL (default: a journal file in the run folder; "
+                     "postgresql://... lets `bench worker` on other machines join)")
+    run.add_argument("--out", type=Path, help="run folder (default runs/DATASET)")
+    run.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    run.add_argument("--data-root", type=Path, help="where datasets live (default $BENCH_DATA or ~/.cache/bench/data)")
+    run.add_argument("--inception-weights", type=Path, help="Inception weights file")
+    run.add_argument("--force", action="store_true",
+                     help="start studies of a different protocol in a folder that holds another (nothing is overwritten)")
+    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    worker = commands.add_parser(
+        "worker",
+        help="join a study's storage and train its waiting trials",
+        description="Take WAITING trials of the chosen studies from the storage, train and score them, until "
+        "the budget is spent. Start as many as you like, on any machine that reaches the storage.",
+    )
+    worker.add_argument("--storage", required=True, help="the run's storage URL (or a run folder)")
+    worker.add_argument("--study", required=True, action="append",
+                        help="a study name, or a prefix such as the dataset name for all of its studies (repeatable)")
+    worker.add_argument("--out", type=Path, help="where trial folders go (default runs/DATASET)")
+    worker.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    worker.add_argument("--data-root", type=Path, help="where datasets live")
+    worker.add_argument("--inception-weights", type=Path, help="Inception weights file")
+    worker.add_argument("--no-progress", action="store_true", help="no progress bars")
+    worker.add_argument("--quiet", action="store_true", help="no line per finished trial")
+
+    status = commands.add_parser("status", help="per-model progress of a run")
+    status.add_argument("dir", type=Path, help="run folder")
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"list": _cmd_list, "train": _cmd_train, "score": _cmd_score}[args.command](args)
+        commands = {"list": _cmd_list, "train": _cmd_train, "score": _cmd_score, "run": _cmd_run,
+                    "worker": _cmd_worker, "status": _cmd_status}
+        return commands[args.command](args)
     except BenchError as exc:
         print(f"bench {args.command}: error: {exc}", file=sys.stderr)
         return 2
@@ -177,6 +239,70 @@ def _cmd_score(args) -> int:
     if not result.protocol["standard"]:
         print("note: non-standard feature extractor (tests only); these numbers compare with nothing published")
     print(f"n = {result.n} samples vs {result.protocol['reference']}; written to {out}")
+    return 0
+
+
+def _cmd_run(args) -> int:
+    from bench.studies.protocol import resolve_protocol
+    from bench.studies.run import RunRequest, parse_models, run_study
+    from bench.studies.status import status_rows
+    from bench.textfmt import format_table
+
+    models = parse_models(args.model)
+    protocol = resolve_protocol(args.dataset, args.preset, search=args.search, steps=args.steps,
+                                eval_every=args.eval_every, eval_samples=args.eval_samples,
+                                extractor=args.extractor, match=args.match)
+    out = args.out or Path("runs") / _slug(args.dataset)
+    request = RunRequest(models=models, protocol=protocol, budget=args.budget, out=out, seeds=args.seeds,
+                         jobs=args.jobs, storage=args.storage, device=args.device, data_root=args.data_root,
+                         inception_weights=args.inception_weights, force=args.force, progress=not args.no_progress)
+    run_study(request)
+    _, rows = status_rows(out)
+    print(format_table(rows))
+    failed = sum(r["failed"] for r in rows)
+    print(f"run folder: {out}" + (f"; {failed} trial(s) failed: see error.log in their folders, "
+                                  "and rerun the same command to retry them" if failed else ""))
+    return 1 if failed else 0
+
+
+def _cmd_worker(args) -> int:
+    from bench.studies.run import _read_run_file
+    from bench.studies.storage import check_storage_url, open_storage
+    from bench.studies.worker import run_worker, select_studies
+
+    url = args.storage
+    if Path(url).is_dir():  # a run folder: its storage
+        record = _read_run_file(Path(url) / "run.json")
+        if record is None:
+            raise BenchError(f"{url} holds no bench run (no run.json)")
+        url = record["storage"]
+    url = check_storage_url(url)
+    storage = open_storage(url)
+    names = [n for pattern in args.study for n in select_studies(storage, pattern)]
+    out = args.out or Path("runs") / _slug(names[0].split("/")[0])
+
+    def report(item):
+        if not args.quiet:
+            value = f"{item.value:.2f}" if item.value is not None else "-"
+            print(f"{item.model} slot {item.slot}: {item.status}, fid {value}", flush=True)
+
+    count = run_worker(url, list(dict.fromkeys(names)), out, device=args.device, data_root=args.data_root,
+                       inception_weights=args.inception_weights, progress=not args.no_progress, on_finished=report)
+    if not args.quiet:
+        print(f"no waiting trials left; this worker trained {count}")
+    return 0
+
+
+def _cmd_status(args) -> int:
+    from bench.studies.status import status_rows
+    from bench.textfmt import format_table
+
+    record, rows = status_rows(args.dir)
+    p = record["protocol"]
+    budgets = sorted(set(record["budgets"].values()))
+    print(f"{args.dir}: {p['dataset']}, budget {'/'.join(map(str, budgets))} per model, {p['search']} search, {p['steps']} steps, "
+          f"{p['eval_samples']} samples per evaluation ({p['extractor']}), match {p['match']}")
+    print(format_table(rows))
     return 0
 
 

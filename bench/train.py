@@ -63,7 +63,7 @@ def run_trial(config: TrialConfig, options: RunOptions, on_step: Optional[Callab
     if state is not None and state["status"] in FINISHED:
         return TrialResult(config, folder.path, state["status"], folder.evaluations(),
                            state.get("diverged_at_step"), already_finished=True)
-    return _Trial(config, options, folder).run(on_step)
+    return _Trial(config, options, folder, state).run(on_step)
 
 
 def train_until(model, batches: DeviceBatches, rng: torch.Generator, monitor: LossMonitor, start: int, stop: int,
@@ -91,7 +91,7 @@ def train_until(model, batches: DeviceBatches, rng: torch.Generator, monitor: Lo
 class _Trial:
     """A trial being trained: its model, random stream, clock, evaluator and folder."""
 
-    def __init__(self, config: TrialConfig, options: RunOptions, folder: TrialFolder):
+    def __init__(self, config: TrialConfig, options: RunOptions, folder: TrialFolder, state: Optional[dict]):
         self.config, self.options, self.folder = config, options, folder
         self.device = torch.device(resolve_device(options.device))
         dataset = get_dataset(config.dataset)
@@ -108,7 +108,10 @@ class _Trial:
         self.rng.manual_seed(config.seed)
         self.train_seconds = self.eval_seconds = 0.0
         self.step = self._restore(folder.load_checkpoint(config, self.device))
+        # Steps this trial was resumed from, so that a report can show it survived a kill.
+        self.resumes = list((state or {}).get("resumes", [])) + ([self.step] if self.step else [])
 
+        self.flops_per_step = _flops_per_step(config, dataset.info.image_shape)
         self.batches = DeviceBatches(train_split.images.to(self.device), config.batch_size, config.seed)
         self.evaluator = _make_evaluator(config, dataset.name, reference.head(config.eval_samples), self.device, options)
         noise_rng = torch.Generator().manual_seed(EVAL_NOISE_SEED)
@@ -216,12 +219,14 @@ class _Trial:
             "g_steps": self.model.g_steps,
             "images_seen": self.model.steps * self.config.batch_size,
             "parameters": self.model.parameter_counts(),
+            "flops_per_step": self.flops_per_step,
+            "flops": None if self.flops_per_step is None else self.flops_per_step * self.model.steps,
             **self._clock(),
         }
 
     def _write_state(self, status: str, **extra) -> dict:
         return self.folder.write_state(self.config, status, steps_done=self.step, compute=self._compute(),
-                                       **self.run_info, **extra)
+                                       resumes=self.resumes, **self.run_info, **extra)
 
     def _finish(self, status: str, **extra) -> TrialResult:
         self._write_state(status, **extra)
@@ -237,6 +242,16 @@ def _make_evaluator(config: TrialConfig, dataset_name: str, reference, device, o
                    "data_root": options.data_root} if dataset_name == "triangles" else None
     return SampleEvaluator(dataset_name, reference, config.eval_samples, extractor, device=device,
                            cache_dir=options.cache_dir, progress=options.progress, triangle_pr=triangle_pr)
+
+
+def _flops_per_step(config: TrialConfig, image_shape) -> Optional[float]:
+    """Estimated FLOPs of one step (bench/compute.py); None for a model the meta device cannot run."""
+    from bench.compute import flops_per_step
+
+    try:
+        return flops_per_step(config.model, tuple(image_shape), config.hparams, config.batch_size)
+    except Exception:
+        return None
 
 
 def _device_name(device: torch.device) -> str:

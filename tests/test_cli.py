@@ -113,8 +113,9 @@ def test_train_then_resume_and_refuse_a_different_trial(tmp_path, capsys):
 
 
 @pytest.mark.inception
-def test_readme_trial_on_triangles_with_the_real_inception(tmp_path, isolated_caches):
-    """Acceptance: the README's first command writes two records with finite FID; a rerun returns at once."""
+@pytest.mark.slow
+def test_trial_on_triangles_with_the_real_inception(tmp_path, isolated_caches):
+    """Issue 2's acceptance trial: two records with finite FID; a rerun returns at once (6 min on 2 cores)."""
     import os
     import time
 

@@ -1,0 +1,56 @@
+"""Compute a training step costs, counted in floating-point operations, so budgets can be matched
+and shown (DESIGN.md, "Compute is matched and shown").
+
+The count runs the model's real `train_step` on the meta device: every aten operation is seen
+(forward, backward, the double backward of gradient penalties, BEGAN's extra passes) and nothing
+is computed or allocated. Optimiser updates are elementwise and not counted.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import flop_registry
+
+
+class _FlopCount(TorchDispatchMode):
+    """torch's own per-operator FLOP formulas (those of FlopCounterMode), without its module
+    tracking, which cannot follow `torch.autograd.grad` (WGAN-GP's and DRAGAN's penalties)."""
+
+    def __init__(self):
+        super().__init__()
+        self.total = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        formula = flop_registry.get(func._overloadpacket)
+        if formula is not None:
+            self.total += formula(*args, **kwargs, out_val=out)
+        return out
+
+
+@lru_cache(maxsize=256)
+def _step_flops(model: str, image_shape: tuple, hparams: tuple, batch_size: int, step: int) -> int:
+    from bench.models import build_model
+
+    with torch.device("meta"):
+        instance = build_model(model, image_shape, dict(hparams), "meta")
+    instance.steps = step  # selects whether this step updates G (GAN schedule)
+    real = torch.empty(batch_size, *image_shape, device="meta")
+    with _FlopCount() as counter:
+        instance.train_step(real, None)
+    return counter.total
+
+
+def flops_per_step(model: str, image_shape, hparams: dict, batch_size: int = 64) -> float:
+    """Average FLOPs of one training step over the G/D schedule (G every `disc_iters` steps)."""
+    key = (model, tuple(image_shape), tuple(sorted(hparams.items())), batch_size)
+    with_g = _step_flops(*key, step=0)  # step 0 always updates G
+    disc_iters = int(hparams.get("disc_iters", 1))
+    if disc_iters <= 1:
+        return float(with_g)
+    d_only = _step_flops(*key, step=2)  # (2 - 1) % disc_iters != 0: D alone
+    return d_only + (with_g - d_only) / disc_iters

@@ -1,0 +1,125 @@
+"""One Optuna study per (dataset, model, protocol): its slots, its metadata, its progress.
+
+A study's trials are created up front as WAITING trials, one per slot of the budget, with the
+slot's configuration as fixed parameters (bench/studies/search.py). Workers only ever claim
+WAITING trials, so a study never holds more than its budget of configurations, whatever the
+number of workers; a trial lost with its worker is re-queued with the same slot and resumes
+from that slot's checkpoint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import optuna
+from optuna.trial import TrialState
+
+from bench.errors import BenchError
+from bench.models import get_model_class
+from bench.studies.protocol import RunProtocol
+from bench.studies.search import SEED_RERUN_BASE, configuration, distributions
+
+STUDY_FORMAT = "bench-study/1"
+SEARCH, SEEDS = "search", "seeds"
+
+
+def study_name(protocol: RunProtocol, model: str, role: str = SEARCH) -> str:
+    name = f"{protocol.dataset}/{model}/{protocol.digest}"
+    return name if role == SEARCH else f"{name}/{SEEDS}"
+
+
+def open_study(storage, protocol: RunProtocol, model: str, role: str = SEARCH) -> optuna.Study:
+    """Create the study or load it; its metadata (model, role, protocol) lives in the storage so
+    that a `bench worker` on another machine needs nothing but the storage URL."""
+    name = study_name(protocol, model, role)
+    study = optuna.create_study(study_name=name, storage=storage, direction="minimize", load_if_exists=True)
+    meta = study.user_attrs.get("bench")
+    if meta is None:
+        study.set_user_attr("bench", {"format": STUDY_FORMAT, "model": model, "role": role,
+                                      "protocol": protocol.to_dict()})
+    elif meta.get("format") != STUDY_FORMAT:
+        raise BenchError(f"study {name} in this storage was not made by bench ({meta.get('format')!r})")
+    return study
+
+
+def study_meta(study: optuna.Study) -> dict:
+    meta = study.user_attrs.get("bench")
+    if not meta or meta.get("format") != STUDY_FORMAT:
+        raise BenchError(f"study {study.study_name} was not made by bench; choose a bench study")
+    return meta
+
+
+def enqueue_search(study: optuna.Study, protocol: RunProtocol, model: str, budget: int) -> int:
+    """Add the WAITING trials of slots not yet in the study, up to `budget`; returns how many."""
+    space = get_model_class(model).search_space
+    dists = distributions(space, protocol.search)
+    present = {t.user_attrs.get("slot") for t in study.get_trials(deepcopy=False)}
+    added = 0
+    for slot in range(budget):
+        if slot not in present:
+            params = configuration(space, protocol.search, model, slot)
+            _add_waiting(study, params, dists, {"slot": slot, "seed": slot, "role": SEARCH})
+            added += 1
+    return added
+
+
+def enqueue_seeds(study: optuna.Study, source: optuna.trial.FrozenTrial, seeds: int) -> int:
+    """`seeds` reruns of the `source` trial's configuration with seeds it was not trained with."""
+    present = {t.user_attrs.get("slot") for t in study.get_trials(deepcopy=False)}
+    added = 0
+    for k in range(1, seeds + 1):
+        if k not in present:
+            _add_waiting(study, source.params, source.distributions,
+                         {"slot": k, "seed": SEED_RERUN_BASE + k, "role": SEEDS, "source_slot": source.user_attrs["slot"]})
+            added += 1
+    return added
+
+
+def _add_waiting(study, params, dists, user_attrs, system_attrs=None) -> None:
+    study.add_trial(optuna.trial.create_trial(state=TrialState.WAITING, params=params, distributions=dists,
+                                              user_attrs=user_attrs, system_attrs=system_attrs or {}))
+
+
+@dataclass
+class SlotSummary:
+    """A study's slots by state: a slot is done once one of its trials completed."""
+
+    budget: int = 0
+    complete: int = 0
+    diverged: int = 0
+    running: int = 0
+    waiting: int = 0
+    failed: int = 0
+    best: Optional[optuna.trial.FrozenTrial] = None
+    errors: list = field(default_factory=list)
+
+    @property
+    def done(self) -> int:
+        return self.complete + self.diverged
+
+
+def summarize(study: optuna.Study) -> SlotSummary:
+    by_slot: dict = {}
+    for t in study.get_trials(deepcopy=False):
+        by_slot.setdefault(t.user_attrs.get("slot"), []).append(t)
+    out = SlotSummary(budget=len(by_slot))
+    for trials in by_slot.values():
+        states = {t.state for t in trials}
+        finished = [t for t in trials if t.state == TrialState.COMPLETE]
+        if finished:
+            t = finished[0]
+            if t.user_attrs.get("status") == "diverged":
+                out.diverged += 1
+            else:
+                out.complete += 1
+            if t.value is not None and t.value != float("inf") and (out.best is None or t.value < out.best.value):
+                out.best = t
+        elif TrialState.RUNNING in states:
+            out.running += 1
+        elif TrialState.WAITING in states:
+            out.waiting += 1
+        else:
+            out.failed += 1
+            out.errors += [t.user_attrs["error"] for t in trials if "error" in t.user_attrs][-1:]
+    return out

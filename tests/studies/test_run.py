@@ -1,0 +1,159 @@
+"""Studies (`bench run`): budgets, the defaults in slot 0, the same configurations on every
+dataset, objectives, resumption, seeds, FLOP matching and bad input."""
+
+import json
+
+import optuna
+import pytest
+
+from bench.errors import BenchError
+from bench.models import get_model_class
+from bench.studies.protocol import RunProtocol, resolve_protocol
+from bench.studies.run import RunRequest, parse_models, run_study
+from bench.studies.search import SEED_RERUN_BASE
+from bench.studies.status import status_rows
+from bench.studies.storage import open_storage
+from bench.studies.study import SEEDS, study_name
+from tests.conftest import write_blob_folder
+from tests.test_cli import assert_one_line_error, run_cli
+
+
+def protocol(folder, **kw):
+    values = dict(steps=4, eval_every=2, eval_samples=16, extractor="tiny")
+    values.update(kw)
+    return resolve_protocol(f"folder:{folder}", "quick", **values)
+
+
+def request(folder, out, models=("ns_gan", "vae"), budget=3, **kw):
+    proto = kw.pop("protocol", None) or protocol(folder)
+    return RunRequest(models=list(models), protocol=proto, budget=budget, out=out, device="cpu", progress=False, **kw)
+
+
+def trials(out, proto, model, role="search"):
+    record = json.loads((out / "run.json").read_text())
+    study = optuna.load_study(study_name=study_name(proto, model, role), storage=open_storage(record["storage"]))
+    return study.get_trials()
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, blob_folder):
+    out = tmp_path_factory.mktemp("run")
+    req = request(blob_folder, out)
+    run_study(req)
+    return req, out
+
+
+def test_budget_defaults_and_objective(tiny_run):
+    req, out = tiny_run
+    for model in ("ns_gan", "vae"):
+        done = [t for t in trials(out, req.protocol, model) if t.state == optuna.trial.TrialState.COMPLETE]
+        assert sorted(t.user_attrs["slot"] for t in done) == [0, 1, 2]
+        slot0 = next(t for t in done if t.user_attrs["slot"] == 0)
+        assert slot0.params == dict(get_model_class(model).search_space.defaults)
+        for t in done:
+            records = [json.loads(l) for l in (open(f"{t.user_attrs['folder']}/evals.jsonl"))]
+            assert t.value == min(r["metrics"]["fid"] for r in records)
+            assert [e["step"] for e in t.user_attrs["evaluations"]] == [2, 4]
+            assert t.user_attrs["status"] == "complete" and t.user_attrs["compute"]["steps"] == 4
+            assert t.user_attrs["compute"]["flops"] > 0
+        assert len({json.dumps(t.params, sort_keys=True) for t in done}) == 3  # random search: distinct configs
+
+
+def test_same_configurations_on_every_dataset(tiny_run, tmp_path):
+    req, out = tiny_run
+    other = write_blob_folder(tmp_path / "other", n_train=96, n_test=48, seed=1)
+    out2 = tmp_path / "run2"
+    req2 = request(other, out2, models=("ns_gan",), budget=3)
+    run_study(req2)
+    first = {t.user_attrs["slot"]: t.params for t in trials(out, req.protocol, "ns_gan")}
+    second = {t.user_attrs["slot"]: t.params for t in trials(out2, req2.protocol, "ns_gan")}
+    assert first == second
+
+
+def test_rerun_resumes_and_a_larger_budget_only_adds(tiny_run, monkeypatch):
+    req, out = tiny_run
+    before = {m: len(trials(out, req.protocol, m)) for m in ("ns_gan", "vae")}
+    monkeypatch.setattr("bench.train._Trial.__init__", lambda *a: pytest.fail("a finished slot was trained again"))
+    run_study(req)
+    assert {m: len(trials(out, req.protocol, m)) for m in ("ns_gan", "vae")} == before
+    monkeypatch.undo()
+    run_study(request(req.protocol.dataset.split(":", 1)[1], out, models=("ns_gan",), budget=4))
+    slots = sorted(t.user_attrs["slot"] for t in trials(out, req.protocol, "ns_gan"))
+    assert slots == [0, 1, 2, 3]
+
+
+def test_status_rows(tiny_run):
+    req, out = tiny_run
+    record, rows = status_rows(out)
+    by_model = {r["model"]: r for r in rows if r["study"] == "search"}
+    assert by_model["vae"]["done"] == 3 and by_model["vae"]["waiting"] == 0 and by_model["vae"]["best fid"] > 0
+
+
+def test_seeds_rerun_the_best_configuration(blob_folder, tmp_path):
+    req = request(blob_folder, tmp_path / "r", models=("ns_gan",), budget=2, seeds=2)
+    result = run_study(req)
+    best = result.summaries[("ns_gan", "search")].best
+    reruns = trials(tmp_path / "r", req.protocol, "ns_gan", SEEDS)
+    assert sorted(t.user_attrs["seed"] for t in reruns) == [SEED_RERUN_BASE + 1, SEED_RERUN_BASE + 2]
+    assert all(t.params == best.params and t.state == optuna.trial.TrialState.COMPLETE for t in reruns)
+
+
+def test_diverged_trials_count_with_an_infinite_score(blob_folder, tmp_path):
+    import tests.test_train  # noqa: F401  registers test_nan_at_7
+
+    req = request(blob_folder, tmp_path / "r", models=("test_nan_at_7",), budget=2,
+                  protocol=protocol(blob_folder, steps=10, eval_every=5))
+    result = run_study(req)
+    summary = result.summaries[("test_nan_at_7", "search")]
+    assert summary.diverged == 2 and summary.done == 2 and summary.best is None
+    assert all(t.value == float("inf") and t.user_attrs["diverged_at_step"] == 7
+               for t in trials(tmp_path / "r", req.protocol, "test_nan_at_7"))
+
+
+def test_match_flops_gives_cheaper_models_more_steps(blob_folder):
+    proto = protocol(blob_folder, steps=100, eval_every=50, match="flops")
+    ns = proto.trial_config("ns_gan", dict(get_model_class("ns_gan").search_space.defaults), 0)
+    vae = proto.trial_config("vae", dict(get_model_class("vae").search_space.defaults), 0)
+    wgan = proto.trial_config("wgan", dict(get_model_class("wgan").search_space.defaults), 0)
+    assert ns.steps == 100
+    assert vae.steps > 150 and wgan.steps > 110  # half the FLOPs per step; D-only steps are cheaper
+    assert vae.eval_every == round(50 * vae.steps / 100) or abs(vae.eval_every - vae.steps / 2) <= 1
+
+
+def test_a_different_protocol_is_refused_then_forced_beside(tiny_run, tmp_path):
+    req, out = tiny_run
+    changed = request(req.protocol.dataset.split(":", 1)[1], out, protocol=protocol(
+        req.protocol.dataset.split(":", 1)[1], steps=6))
+    journal = (out / "optuna.journal").read_bytes()
+    with pytest.raises(BenchError, match=r"another protocol \(steps: 4 stored, 6 asked"):
+        run_study(changed)
+    assert (out / "optuna.journal").read_bytes() == journal
+    forced = RunRequest(**{**changed.__dict__, "force": True, "models": ["vae"], "budget": 1})
+    run_study(forced)
+    assert len(trials(out, req.protocol, "vae")) >= 3  # the old studies are untouched
+    assert len(trials(out, forced.protocol, "vae")) == 1
+
+
+def test_parse_models():
+    assert parse_models("all")[:8] == ["mm_gan", "ns_gan", "lsgan", "wgan", "wgan_gp", "dragan", "began", "vae"]
+    assert parse_models("vae, ns_gan,vae") == ["vae", "ns_gan"]
+    with pytest.raises(BenchError, match="unknown model 'gan'"):
+        parse_models("ns_gan,gan")
+
+
+RUN = ["run", "--dataset", "triangles", "--extractor", "tiny", "--device", "cpu", "--no-progress"]
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["--model", "all", "--budget", "0"], ["--budget", "positive integer"]),
+    (["--model", "all", "--budget", "2.5"], ["--budget", "positive integer"]),
+    (["--model", "nope", "--budget", "2"], ["unknown model 'nope'"]),
+    (["--model", "all", "--budget", "2", "--preset", "fast"], ["unknown preset 'fast'", "paper, quick"]),
+    (["--model", "all", "--budget", "2", "--jobs", "0"], ["--jobs", "positive integer"]),
+    (["--model", "all", "--budget", "2", "--storage", "mysql:/x"], ["malformed storage URL", "postgresql://"]),
+    (["--model", "all", "--budget", "2", "--storage", "postgresql://u:p@127.0.0.1:1/db"], ["cannot open storage"]),
+])
+def test_bad_run_input_is_one_line(args, fragments, tmp_path, capsys):
+    code, _, err = run_cli(RUN + args + ["--out", str(tmp_path / "r")], capsys)
+    assert_one_line_error(code, err, *fragments)
+    assert not (tmp_path / "r" / "run.json").exists()
