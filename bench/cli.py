@@ -152,6 +152,46 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser("status", help="per-model progress of a run")
     status.add_argument("dir", type=Path, help="run folder")
+
+    report = commands.add_parser(
+        "report",
+        help="tables, plots and an HTML/Markdown report of a run (also while it runs)",
+        description="Read every trial of the run(s) in DIR (a run folder, or a folder of run folders) and write "
+        "DIR/report/: index.html (self-contained), README.md, tables/ (CSV, Markdown, LaTeX) and figures/ "
+        "(PNG, SVG).",
+    )
+    report.add_argument("dir", type=Path, help="run folder, or a folder holding several")
+    report.add_argument("--out", type=Path, help="report folder (default DIR/report)")
+    report.add_argument("--draws", type=_positive_int, default=5000, help="bootstrap draws for budget curves (default 5000)")
+
+    export = commands.add_parser(
+        "export",
+        help="write the tidy results table (one row per evaluation point)",
+        description="Write bench.load_results(DIR): one row per evaluation point with status, metrics, "
+        "hyperparameters (hp.*), the run protocol (protocol.*), the evaluation protocol (metric_protocol.*) "
+        "and compute (compute.*).",
+    )
+    export.add_argument("dir", type=Path, help="run folder, or a folder holding several")
+    export.add_argument("--format", choices=["csv", "parquet"], default="csv", help="file format (default csv)")
+    export.add_argument("--out", type=Path, help="file to write (default DIR/results.FORMAT)")
+
+    rank = commands.add_parser(
+        "rank",
+        help="train a model under an existing run's protocol and rank it against the run's models",
+        description="Run BUDGET configurations of the model under the exact protocol stored in DIR (refused, "
+        "with the reason, when that is impossible), then print each model's bootstrap mean of the minimum FID "
+        "among BUDGET trials with its 95%% interval, and the probability that the new model beats each.",
+    )
+    rank.add_argument("--model", required=True, help="FILE.py:Class or a registered name")
+    rank.add_argument("--dataset", required=True, help="the dataset of the run in --against")
+    rank.add_argument("--budget", required=True, type=_positive_int, help="configurations of the new model")
+    rank.add_argument("--against", required=True, type=Path, help="run folder (or a folder of run folders)")
+    rank.add_argument("--jobs", type=_positive_int, default=1, help="worker processes on this machine (default 1)")
+    rank.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    rank.add_argument("--data-root", type=Path, help="where datasets live")
+    rank.add_argument("--inception-weights", type=Path, help="Inception weights file")
+    rank.add_argument("--draws", type=_positive_int, default=5000, help="bootstrap draws (default 5000)")
+    rank.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser
 
 
@@ -159,7 +199,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         commands = {"list": _cmd_list, "train": _cmd_train, "score": _cmd_score, "run": _cmd_run,
-                    "worker": _cmd_worker, "status": _cmd_status}
+                    "worker": _cmd_worker, "status": _cmd_status, "report": _cmd_report, "export": _cmd_export,
+                    "rank": _cmd_rank}
         return commands[args.command](args)
     except BenchError as exc:
         print(f"bench {args.command}: error: {exc}", file=sys.stderr)
@@ -248,10 +289,12 @@ def _cmd_run(args) -> int:
     from bench.studies.status import status_rows
     from bench.textfmt import format_table
 
-    models = parse_models(args.model)
+    from bench.data import get_dataset
+
     protocol = resolve_protocol(args.dataset, args.preset, search=args.search, steps=args.steps,
                                 eval_every=args.eval_every, eval_samples=args.eval_samples,
                                 extractor=args.extractor, match=args.match)
+    models = parse_models(args.model, get_dataset(protocol.dataset).info.image_shape)
     out = args.out or Path("runs") / _slug(args.dataset)
     request = RunRequest(models=models, protocol=protocol, budget=args.budget, out=out, seeds=args.seeds,
                          jobs=args.jobs, storage=args.storage, device=args.device, data_root=args.data_root,
@@ -303,6 +346,38 @@ def _cmd_status(args) -> int:
     print(f"{args.dir}: {p['dataset']}, budget {'/'.join(map(str, budgets))} per model, {p['search']} search, {p['steps']} steps, "
           f"{p['eval_samples']} samples per evaluation ({p['extractor']}), match {p['match']}")
     print(format_table(rows))
+    return 0
+
+
+def _cmd_report(args) -> int:
+    from bench.reports.report import write_report
+
+    report = write_report(args.dir, out=args.out, draws=args.draws)
+    print(f"report: {report.out / 'index.html'} ({len(report.sections)} tables, {len(report.figures)} figures; "
+          f"also README.md, tables/, figures/)")
+    return 0
+
+
+def _cmd_export(args) -> int:
+    from bench.reports.export import export_results
+
+    path, rows = export_results(args.dir, args.format, args.out)
+    print(f"{rows} evaluation points written to {path}")
+    return 0
+
+
+def _cmd_rank(args) -> int:
+    from bench.reports.rank import rank_model
+    from bench.textfmt import format_table
+
+    ranking = rank_model(args.model, args.dataset, args.budget, args.against, jobs=args.jobs, device=args.device,
+                         data_root=args.data_root, inception_weights=args.inception_weights,
+                         progress=not args.no_progress, draws=args.draws)
+    print(f"ranking at budget {ranking.budget} (bootstrap mean of the minimum FID among {ranking.budget} trials):")
+    print(format_table(ranking.table.to_dict("records")))
+    for note in ranking.notes:
+        print(f"note: {note}")
+    print("written: " + ", ".join(str(p) for p in ranking.written))
     return 0
 
 

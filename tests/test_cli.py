@@ -28,10 +28,15 @@ def assert_one_line_error(code, err, *fragments):
         assert fragment in lines[0], lines[0]
 
 
-@pytest.mark.parametrize("args", [["--help"], ["list", "--help"], ["train", "--help"]])
+COMMANDS = ["list", "train", "score", "run", "worker", "status", "report", "export", "rank"]
+
+
+@pytest.mark.parametrize("args", [["--help"]] + [[c, "--help"] for c in COMMANDS])
 def test_help(args):
     result = subprocess.run([sys.executable, "-m", "bench", *args], capture_output=True, text=True)
     assert result.returncode == 0 and "usage: bench" in result.stdout
+    if args == ["--help"]:
+        assert all(c in result.stdout for c in COMMANDS)
 
 
 def test_list_models(capsys):

@@ -3,7 +3,7 @@
 from bench.models.base import GenerativeModel
 from bench.models.gan import GAN, gan_search_space
 from bench.models.losses import AdversarialLoss
-from bench.models.registry import build_model, get_model_class, model_names, register_model
+from bench.models.registry import build_model, check_model_output, get_model_class, model_names, register_model
 from bench.models.search_space import Choice, Fixed, LogUniform, SearchSpace, Uniform
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "gan_search_space",
     "AdversarialLoss",
     "build_model",
+    "check_model_output",
     "get_model_class",
     "model_names",
     "register_model",

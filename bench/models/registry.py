@@ -67,7 +67,9 @@ def _load_builtins() -> None:
 
         for ep in entry_points(group="bench.models"):
             try:
-                ep.load()
+                cls = ep.load()
+                if inspect.isclass(cls) and cls not in _MODELS.values():
+                    register_model(ep.name)(cls)  # the entry point's name is the model's name
             except Exception as exc:  # a broken plug-in must not take the built-ins down
                 print(f"bench: warning: plug-in model entry point {ep.name!r} failed to load: {exc}", file=sys.stderr)
     except Exception:
@@ -95,6 +97,9 @@ def _load_from_file(spec: str) -> Type:
     if not path.is_file():
         raise BenchError(f"model file {path} does not exist (expected FILE.py:Class)")
     module_name = f"bench_plugin_{re.sub(r'[^0-9a-zA-Z_]', '_', str(path.resolve()))}"
+    loaded = getattr(sys.modules.get(module_name), class_name, None)
+    if loaded is not None and loaded.__dict__.get("source"):
+        return loaded  # executed once per process: a second run would register a second class
     module_spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(module_spec)
     sys.modules[module_name] = module
@@ -104,13 +109,40 @@ def _load_from_file(spec: str) -> Type:
         raise BenchError(f"model file {path} failed to import: {type(exc).__name__}: {exc}") from None
     cls = getattr(module, class_name, None)
     if cls is None:
-        raise BenchError(f"model file {path} has no class {class_name!r}")
-    if not cls.__dict__.get("name"):  # an inherited name belongs to the parent class
-        try:
+        found = [n for n, v in vars(module).items() if inspect.isclass(v) and v.__module__ == module_name]
+        raise BenchError(f"model file {path} has no class {class_name!r}"
+                         + (f"; it defines: {', '.join(found)}" if found else ""))
+    try:
+        if not cls.__dict__.get("name"):  # an inherited name belongs to the parent class
             register_model(re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", class_name).lower())(cls)
-        except (TypeError, ValueError) as exc:
-            raise BenchError(f"{path}:{class_name} is not a usable model: {exc}") from None
+        else:
+            _validate(cls.name, cls)
+        cls.source = f"{path.resolve()}:{class_name}"
+    except (TypeError, ValueError) as exc:
+        raise BenchError(f"{path}:{class_name} is not a usable model: {exc}") from None
     return cls
+
+
+def check_model_output(cls, image_shape: tuple[int, int, int]) -> None:
+    """Build `cls` on the CPU and decode two codes: a plug-in whose output does not fit the
+    dataset fails here with one line, not minutes later inside a trial."""
+    import torch
+
+    from bench.models.base import evaluating
+
+    where = cls.__dict__.get("source") or cls.name
+    try:
+        model = cls(tuple(image_shape))
+        with torch.no_grad(), evaluating(model):
+            out = model.decode(model.sample_noise(2, torch.Generator().manual_seed(0), "cpu"))
+    except Exception as exc:
+        raise BenchError(f"model {where} fails on a first forward pass for images {tuple(image_shape)}: "
+                         f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+    expected = (2, *image_shape)
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != expected:
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise BenchError(f"model {where} decodes 2 codes to {got}; the dataset needs {expected} "
+                         "(images in [0,1], channels first)")
 
 
 def build_model(spec: str, image_shape: tuple[int, int, int], hparams: Optional[dict] = None, device="cpu"):

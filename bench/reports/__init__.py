@@ -1,4 +1,8 @@
-"""Tidy results tables, summary tables, budget curves, plots and the HTML/Markdown report.
+"""Tidy results, summary tables, budget curves, plots, the HTML/Markdown report and rankings.
 
-Filled in by the reports issue (`bench report`, `bench export`, `bench rank`).
+Everything here starts from `load_results(DIR)`: one row per evaluation point.
 """
+
+from bench.reports.results import load_results
+
+__all__ = ["load_results"]

@@ -52,14 +52,20 @@ class RunResult:
     summaries: dict = field(default_factory=dict)  # (model, role) -> SlotSummary
 
 
-def parse_models(text: str) -> list[str]:
-    from bench.models import get_model_class, model_names
+def parse_models(text: str, image_shape=None) -> list[str]:
+    """Registered names for `all`, NAME[,NAME...] or FILE.py:Class; with `image_shape`, every
+    model is also built once and its output shape checked, so a broken plug-in fails here."""
+    from bench.models import check_model_output, get_model_class, model_names
 
-    names = model_names() if text.strip() == "all" else [t.strip() for t in text.split(",") if t.strip()]
-    if not names:
+    specs = model_names() if text.strip() == "all" else [t.strip() for t in text.split(",") if t.strip()]
+    if not specs:
         raise BenchError("no model given; use --model all or a comma-separated list of names")
-    for name in names:
-        get_model_class(name)  # one-line error for an unknown name
+    names = []
+    for spec in specs:
+        cls = get_model_class(spec)  # one-line error for an unknown name or a broken plug-in
+        if image_shape is not None and cls.__dict__.get("source"):
+            check_model_output(cls, image_shape)
+        names.append(cls.name)
     return list(dict.fromkeys(names))
 
 

@@ -36,8 +36,11 @@ def open_study(storage, protocol: RunProtocol, model: str, role: str = SEARCH) -
     study = optuna.create_study(study_name=name, storage=storage, direction="minimize", load_if_exists=True)
     meta = study.user_attrs.get("bench")
     if meta is None:
+        cls = get_model_class(model)
+        # `source` lets a worker elsewhere load a plug-in given as FILE.py:Class.
         study.set_user_attr("bench", {"format": STUDY_FORMAT, "model": model, "role": role,
-                                      "protocol": protocol.to_dict()})
+                                      "protocol": protocol.to_dict(), "family": cls.family,
+                                      "explicit": bool(cls.explicit), "source": cls.__dict__.get("source")})
     elif meta.get("format") != STUDY_FORMAT:
         raise BenchError(f"study {name} in this storage was not made by bench ({meta.get('format')!r})")
     return study

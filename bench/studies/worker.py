@@ -35,6 +35,8 @@ HEARTBEAT_SECONDS = 15.0
 GRACE_SECONDS = 300.0  # a trial on another host is presumed lost after this long without a heartbeat
 HOST = platform.node()
 OWNER, BEAT = "bench:owner", "bench:heartbeat"
+EVALUATION_FIELDS = ("step", "g_steps", "images_seen", "train_seconds", "eval_seconds", "metrics", "losses",
+                     "protocol", "device")
 
 
 @dataclass
@@ -118,6 +120,10 @@ def _train(study: optuna.Study, trial: optuna.trial.FrozenTrial, out_dir: Path, 
     t0 = time.perf_counter()
     slot = trial.user_attrs["slot"]
     try:
+        if meta.get("source"):
+            from bench.models import get_model_class
+
+            get_model_class(meta["source"])  # a plug-in given as FILE.py:Class registers itself
         config = protocol.trial_config(meta["model"], trial.params, int(trial.user_attrs["seed"]))
         result = run_trial(config, dataclasses.replace(options, out=folder))
     except KeyboardInterrupt:
@@ -138,7 +144,8 @@ def _train(study: optuna.Study, trial: optuna.trial.FrozenTrial, out_dir: Path, 
     attrs = {
         "status": result.status,
         "best_fid": result.best_fid,
-        "evaluations": [{"step": r["step"], "metrics": r["metrics"]} for r in result.evaluations],
+        # A copy of the evaluation records, so that reports work where the trial folder is not.
+        "evaluations": [{k: r[k] for k in EVALUATION_FIELDS if k in r} for r in result.evaluations],
         "diverged_at_step": result.diverged_at_step,
         "compute": state.get("compute", {}),
         "folder": str(folder),

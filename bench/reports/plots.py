@@ -1,0 +1,201 @@
+"""The report's figures, each drawn from the tidy results table (and the trial folders' sample
+grids), each saved as PNG and SVG. Figures of several protocols get one panel per protocol."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+
+from matplotlib.ticker import MaxNLocator
+
+from bench.reports.results import finished
+from bench.reports.tables import best_trials, budget_curves, search_trials
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: a report is written on headless machines
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"figure.dpi": 110, "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False,
+                         "axes.spines.right": False, "font.size": 9})
+    return plt
+
+
+def _save(fig, out_dir: Path, name: str) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    for ext in ("png", "svg"):
+        fig.savefig(out_dir / f"{name}.{ext}", bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return out_dir / f"{name}.png"
+
+
+def _panels(frame: pd.DataFrame, plt, width: float = 6.0, height: float = 3.6):
+    """One axis per (dataset, protocol) block of `frame`."""
+    blocks = list(frame.groupby(["dataset", "protocol_id"], sort=False))
+    fig, axes = plt.subplots(1, len(blocks), figsize=(width * len(blocks), height), squeeze=False)
+    for ax, ((dataset, pid), block) in zip(axes[0], blocks):
+        ax.set_title(f"{dataset} (protocol {pid})" if len(blocks) > 1 else dataset)
+        yield fig, ax, block
+
+
+def _colors(models) -> dict:
+    import matplotlib
+
+    cmap = matplotlib.colormaps["tab10"]
+    return {m: cmap(i % 10) for i, m in enumerate(models)}
+
+
+def fid_distribution(results: pd.DataFrame, out_dir: Path) -> Optional[Path]:
+    """Each model's trial FIDs (box + points), as the study's wide-search figure."""
+    trials = search_trials(results)
+    trials = trials[finished(trials["status"]) & np.isfinite(trials["objective"].astype(float))]
+    if trials.empty:
+        return None
+    plt = _pyplot()
+    fig = None
+    for fig, ax, block in _panels(trials, plt):
+        models = list(dict.fromkeys(block["model"]))
+        data = [block.loc[block["model"] == m, "objective"].astype(float).to_numpy() for m in models]
+        ax.boxplot(data, showfliers=False, widths=0.6)
+        for i, values in enumerate(data, start=1):
+            jitter = np.random.default_rng(i).uniform(-0.15, 0.15, len(values))
+            ax.scatter(i + jitter, values, s=10, alpha=0.6, color="tab:blue", zorder=3)
+        ax.set_xticks(range(1, len(models) + 1), models, rotation=30, ha="right")
+        ax.set_ylabel("FID (minimum over evaluation points)")
+    return _save(fig, out_dir, "fid_distribution")
+
+
+def budget_plot(results: pd.DataFrame, out_dir: Path, draws: int = 5000) -> Optional[Path]:
+    """Minimum FID against budget k with a ±1 std band (bootstrap)."""
+    curves = budget_curves(results, draws=draws)
+    if curves.empty:
+        return None
+    plt = _pyplot()
+    colors = _colors(dict.fromkeys(curves["model"]))
+    fig = None
+    for fig, ax, block in _panels(curves, plt):
+        for model, curve in block.groupby("model", sort=False):
+            ax.plot(curve["k"], curve["mean"], marker="o" if len(curve) < 12 else None, ms=3, label=model,
+                    color=colors[model])
+            ax.fill_between(curve["k"], curve["mean"] - curve["std"], curve["mean"] + curve["std"], alpha=0.15,
+                            color=colors[model])
+        ax.set_xlabel("budget k (trials)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel("minimum FID among k trials")
+        if block["k"].max() > 10:
+            ax.set_xscale("log")
+        ax.legend(fontsize=7, ncol=2)
+    return _save(fig, out_dir, "budget_curve")
+
+
+def precision_recall_plot(results: pd.DataFrame, out_dir: Path) -> Optional[Path]:
+    """Precision against recall of every trial's best point (triangle P/R where measured)."""
+    trials = search_trials(results)
+    pair = next(((p, r) for p, r in (("tri_precision", "tri_recall"), ("precision", "recall"))
+                 if p in trials and trials[p].notna().any()), None)
+    if pair is None:
+        return None
+    plt = _pyplot()
+    colors = _colors(dict.fromkeys(trials["model"]))
+    fig = None
+    for fig, ax, block in _panels(trials.dropna(subset=list(pair)), plt, width=4.8, height=4.2):
+        for model, group in block.groupby("model", sort=False):
+            ax.scatter(group[pair[1]], group[pair[0]], s=14, alpha=0.75, label=model, color=colors[model])
+        ax.set_xlim(-0.02, 1.02)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("recall" + (" (triangles)" if pair[0].startswith("tri") else ""))
+        ax.set_ylabel("precision" + (" (triangles)" if pair[0].startswith("tri") else ""))
+        ax.legend(fontsize=7)
+    return _save(fig, out_dir, "precision_recall")
+
+
+def learning_rate_plot(results: pd.DataFrame, out_dir: Path) -> Optional[Path]:
+    """Trial FID against learning rate: how sensitive each model is to the most important knob."""
+    trials = search_trials(results)
+    if "hp.lr" not in trials:
+        return None
+    trials = trials[finished(trials["status"]) & trials["hp.lr"].notna()]
+    if trials.empty:
+        return None
+    plt = _pyplot()
+    colors = _colors(dict.fromkeys(trials["model"]))
+    fig = None
+    for fig, ax, block in _panels(trials, plt):
+        top = block["objective"].astype(float).replace(np.inf, np.nan).max()
+        for model, group in block.groupby("model", sort=False):
+            score = group["objective"].astype(float)
+            ok = np.isfinite(score)
+            ax.scatter(group.loc[ok, "hp.lr"], score[ok], s=14, alpha=0.75, label=model, color=colors[model])
+            if (~ok).any() and np.isfinite(top):  # diverged trials sit on a line above the rest
+                ax.scatter(group.loc[~ok, "hp.lr"], np.full((~ok).sum(), top * 1.1), marker="x", s=18,
+                           color=colors[model])
+        ax.set_xscale("log")
+        ax.set_xlabel("learning rate")
+        ax.set_ylabel("FID (x: diverged)")
+        ax.legend(fontsize=7, ncol=2)
+    return _save(fig, out_dir, "fid_vs_learning_rate")
+
+
+def training_curves(results: pd.DataFrame, out_dir: Path) -> Optional[Path]:
+    """FID against step of each model's best trial."""
+    best = best_trials(results)
+    if best.empty or "fid" not in results:
+        return None
+    keys = ["dataset", "protocol_id", "model", "role", "trial"]
+    points = results.merge(best[keys], on=keys).dropna(subset=["step", "fid"])
+    plt = _pyplot()
+    colors = _colors(dict.fromkeys(points["model"]))
+    fig = None
+    for fig, ax, block in _panels(points, plt):
+        for model, group in block.groupby("model", sort=False):
+            ax.plot(group["step"].astype(float), group["fid"], marker="o", ms=3, label=f"{model} (trial {group['trial'].iloc[0]})",
+                    color=colors[model])
+        ax.set_xlabel("step (D updates)")
+        ax.set_ylabel("FID")
+        ax.legend(fontsize=7, ncol=2)
+    return _save(fig, out_dir, "training_curves")
+
+
+def sample_grids(results: pd.DataFrame, out_dir: Path) -> Optional[Path]:
+    """Each model's samples at the best evaluation point of its best trial (saved by the trial)."""
+    best = best_trials(results)
+    grids = []
+    for _, row in best.iterrows():
+        folder = row.get("folder")
+        if isinstance(folder, str) and pd.notna(row["step"]):
+            path = Path(folder) / "samples" / f"step-{int(row['step']):07d}.png"
+            if path.is_file():
+                grids.append((row, path))
+    if not grids:
+        return None
+    plt = _pyplot()
+    from PIL import Image
+
+    columns = min(4, len(grids))
+    rows = -(-len(grids) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.9 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (row, path) in zip(axes.flat, grids):
+        image = np.asarray(Image.open(path))
+        ax.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=255, interpolation="nearest")
+        ax.set_title(f"{row['model']}\nFID {row['fid']:.1f}, step {int(row['step'])}", fontsize=8)
+    return _save(fig, out_dir, "samples")
+
+
+FIGURES = {
+    "fid_distribution": ("FID of every trial", fid_distribution),
+    "budget_curve": ("Minimum FID against budget (bootstrap mean ± 1 std)", budget_plot),
+    "precision_recall": ("Precision against recall", precision_recall_plot),
+    "fid_vs_learning_rate": ("FID against learning rate", learning_rate_plot),
+    "training_curves": ("FID during training, best trial of each model", training_curves),
+    "samples": ("Samples of each model's best trial at its best point", sample_grids),
+}

@@ -1,0 +1,68 @@
+"""Results folders made from synthetic trial records: every number in them is known."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from optuna.trial import TrialState, create_trial
+
+from bench.files import atomic_write_json
+from bench.models import get_model_class
+from bench.studies.protocol import RunProtocol
+from bench.studies.search import distributions
+from bench.studies.storage import default_storage_url, open_storage
+from bench.studies.study import SEARCH, SEEDS, open_study
+
+TINY = dict(search="wide", steps=100, eval_every=50, eval_samples=64, extractor="tiny", match="steps")
+
+
+def make_run(out: Path, trials: dict, dataset: str = "triangles", seeds: dict | None = None,
+             pending: dict | None = None, protocol: dict | None = None) -> RunProtocol:
+    """`trials`: model -> list of per-trial FID lists (one FID per evaluation point; None = the
+    trial diverged before any); `seeds`: model -> the same for best-configuration reruns;
+    `pending`: model -> number of extra slots still waiting."""
+    proto = RunProtocol(dataset=dataset, **(protocol or TINY))
+    url = default_storage_url(out)
+    storage = open_storage(url)
+    for model, fid_lists in trials.items():
+        _add_trials(open_study(storage, proto, model, SEARCH), proto, model, fid_lists, first_slot=0,
+                    waiting=(pending or {}).get(model, 0))
+    for model, fid_lists in (seeds or {}).items():
+        _add_trials(open_study(storage, proto, model, SEEDS), proto, model, fid_lists, first_slot=1)
+    atomic_write_json(out / "run.json", {"format": "bench-run/1", "protocol": proto.to_dict(), "storage": url,
+                                         "models": list(trials), "budgets": {m: len(v) for m, v in trials.items()},
+                                         "seeds": 0, "updated": "2026-11-26T00:00:00+00:00"})
+    return proto
+
+
+def _add_trials(study, proto, model, fid_lists, first_slot, waiting=0):
+    space = get_model_class(model).search_space
+    dists = distributions(space, proto.search)
+    for i, fids in enumerate(fid_lists):
+        slot = first_slot + i
+        params = dict(space.defaults)
+        params["lr"] = 10.0 ** (-5 + 0.5 * i)
+        diverged = fids is None or any(f != f or f == float("inf") for f in fids)
+        finite = [f for f in (fids or []) if f == f and f != float("inf")]
+        evaluations = [{"step": proto.eval_every * (j + 1), "g_steps": proto.eval_every * (j + 1),
+                        "images_seen": 64 * proto.eval_every * (j + 1), "train_seconds": 10.0 * (j + 1),
+                        "eval_seconds": 2.0 * (j + 1),
+                        "metrics": {"fid": f, "precision": 0.5 + 0.01 * i, "recall": 0.4, "kid_mean": f / 1000,
+                                    "tri_precision": 0.9, "tri_recall": 0.1 * j, "tri_f1": 0.2},
+                        "protocol": {"standard": False, "extractor": {"extractor": "tiny-random-projection"},
+                                     "n_real": 64, "n_fake": 64}}
+                       for j, f in enumerate(finite)]
+        attrs = {"slot": slot, "seed": slot, "role": study.user_attrs["bench"]["role"],
+                 "status": "diverged" if diverged else "complete",
+                 "best_fid": min(finite) if finite else None, "evaluations": evaluations,
+                 "compute": {"steps": proto.steps, "g_steps": proto.steps, "images_seen": 64 * proto.steps,
+                             "flops": 1e9 * (i + 1), "flops_per_step": 1e7, "train_seconds": 20.0, "eval_seconds": 4.0},
+                 "folder": f"/nonexistent/{model}/{slot}"}
+        value = float("inf") if diverged else min(finite)
+        study.add_trial(create_trial(state=TrialState.COMPLETE, value=value, params=params, distributions=dists,
+                                     user_attrs=attrs))
+    space_defaults = dict(space.defaults)
+    for k in range(waiting):
+        study.add_trial(create_trial(state=TrialState.WAITING, params=space_defaults, distributions=dists,
+                                     user_attrs={"slot": first_slot + len(fid_lists) + k, "seed": 0,
+                                                 "role": study.user_attrs["bench"]["role"]}))

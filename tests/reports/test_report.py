@@ -1,0 +1,115 @@
+"""`bench report` and `bench export` on a real tiny run and on a run still in progress; the page
+renders in a headless browser where one is installed."""
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from bench.reports.plots import FIGURES
+from bench.reports.report import write_report
+from tests.reports.synthetic import make_run
+from tests.reports.cli import assert_one_line_error, run_cli
+
+SECTIONS = ("models", "budget", "pairwise", "quality", "compute")
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    """`bench run --preset quick` on triangles, shrunk for the CPU: tiny extractor, 4 steps, one
+    evaluation per trial (triangle precision/recall alone costs ~15 s per evaluation here)."""
+    out = tmp_path_factory.mktemp("quick") / "triangles"
+    result = run_cli("run", "--model", "ns_gan,wgan", "--dataset", "triangles", "--budget", "2", "--preset", "quick",
+                     "--steps", "4", "--eval-every", "4", "--eval-samples", "16", "--extractor", "tiny",
+                     "--seeds", "1", "--device", "cpu", "--out", str(out), "--no-progress")
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_report_of_a_quick_run_has_every_table_and_figure(quick_run):
+    result = run_cli("report", str(quick_run), "--draws", "300")
+    assert result.returncode == 0, result.stderr
+    report = quick_run / "report"
+    page = (report / "index.html").read_text()
+    for key in SECTIONS + ("seeds",):
+        assert f"id='{key}'" in page, key
+        for ext in ("csv", "md", "tex"):
+            assert (report / "tables" / f"{key}.{ext}").is_file()
+    for key in FIGURES:  # all six, the triangle precision/recall and the sample grids included
+        assert f"id='fig-{key}'" in page, key
+        assert (report / "figures" / f"{key}.png").is_file() and (report / "figures" / f"{key}.svg").is_file()
+    assert page.count("src='data:image/png;base64,") == len(FIGURES)  # self-contained
+    assert "Non-standard feature extractor" in page and "triangles" in page
+    readme = (report / "README.md").read_text()
+    assert "![" in readme and "## Trials per model" in readme and "Non-standard" in readme
+    assert "\\toprule" in (report / "tables" / "models.tex").read_text()
+
+
+def test_export_of_a_quick_run(quick_run, tmp_path):
+    import pandas as pd
+
+    result = run_cli("export", str(quick_run), "--format", "csv", "--out", str(tmp_path / "r.csv"))
+    assert result.returncode == 0, result.stderr
+    frame = pd.read_csv(tmp_path / "r.csv")
+    assert set(frame["model"]) == {"ns_gan", "wgan"} and set(frame["role"]) == {"search", "seeds"}
+    assert len(frame) == 2 * (2 + 1)  # models x (slots + seed reruns), one evaluation point each
+    assert frame["tri_f1"].notna().all() and frame["fid"].notna().all()
+    assert "hp.lr" in frame and "protocol.steps" in frame and "metric_protocol.n_fake" in frame
+
+
+def test_report_of_a_run_in_progress(tmp_path):
+    make_run(tmp_path, {"ns_gan": [[30.0, 20.0]], "wgan": [[25.0]]}, pending={"ns_gan": 2, "wgan": 1})
+    report = write_report(tmp_path, draws=100)
+    page = (report.out / "index.html").read_text()
+    assert "still in progress" in page and "3 of 6" not in page
+    assert re.search(r"2 of 5 trials finished", page)
+
+
+def test_report_and_export_refuse_a_folder_without_a_run(tmp_path):
+    for args in (("report", str(tmp_path)), ("export", str(tmp_path)), ("export", str(tmp_path), "--format", "xlsx")):
+        result = run_cli(*args)
+        assert result.returncode != 0
+        if "--format" not in args:
+            assert_one_line_error(result, "holds no bench run")
+    assert not (tmp_path / "report").exists()
+
+
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "chrome")
+
+
+def runs_to_render(quick_run):
+    """The shrunk quick run, and the full `--preset quick` run of README command 1 where .ci/run
+    names it (BENCH_QUICK_RUN), so that the report of the real thing is rendered too."""
+    runs = [quick_run]
+    if os.environ.get("BENCH_QUICK_RUN"):
+        runs.append(Path(os.environ["BENCH_QUICK_RUN"]))
+    return runs
+
+
+@pytest.mark.parametrize("which", [0, 1], ids=["shrunk", "readme-command-1"])
+def test_report_renders_in_a_headless_browser(quick_run, tmp_path, which):
+    browser = next((shutil.which(b) for b in BROWSERS if shutil.which(b)), None)
+    if browser is None:
+        pytest.skip("no headless browser installed (Debian: apt-get install chromium)")
+    runs = runs_to_render(quick_run)
+    if which >= len(runs):
+        pytest.skip("BENCH_QUICK_RUN does not name the folder of README command 1 (.ci/run sets it)")
+    run = runs[which]
+    write_report(run, draws=300)
+    page = (run / "report" / "index.html").resolve().as_uri()
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run([browser, *flags, "--dump-dom", page], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert dom.stdout.count("<img") == len(FIGURES) and "Trials per model" in dom.stdout
+    shot = tmp_path / "page.png"
+    subprocess.run([browser, *flags, f"--screenshot={shot}", "--window-size=1100,2000", page],
+                   capture_output=True, text=True, timeout=120)
+    from PIL import Image
+    import numpy as np
+
+    pixels = np.asarray(Image.open(shot).convert("L"))
+    assert pixels.shape == (2000, 1100)
+    assert (pixels < 128).mean() > 0.005  # text and figures were drawn, not a blank page
