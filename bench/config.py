@@ -28,6 +28,10 @@ class TrialConfig:
     seed: int = 0
     batch_size: int = BATCH_SIZE
     extractor: str = "inception"
+    # Explicit models: importance samples and test images of the NLL at each evaluation point
+    # (0 for implicit models, which have no likelihood to evaluate).
+    nll_k: int = 0
+    nll_n: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -114,6 +118,8 @@ def make_trial_config(
     overrides: Optional[dict] = None,
     extractor: str = "inception",
     base_hparams: Optional[dict] = None,
+    nll_k: Optional[int] = None,
+    nll_n: Optional[int] = None,
 ) -> TrialConfig:
     """Validate names and numbers and fill the study's defaults for the dataset (PROTOCOL §3)."""
     from bench.data import get_dataset
@@ -137,6 +143,7 @@ def make_trial_config(
     except (TypeError, ValueError):
         raise BenchError(f"--seed must be an integer, got {seed!r}") from None
     hparams = model_cls.search_space.resolve(overrides, base=base_hparams)
+    nll_k, nll_n = nll_settings(model_cls, info, nll_k, nll_n)
     return TrialConfig(
         model=model,
         dataset=dataset,
@@ -146,7 +153,27 @@ def make_trial_config(
         eval_samples=eval_samples,
         seed=seed,
         extractor=extractor,
+        nll_k=nll_k,
+        nll_n=nll_n,
     )
+
+
+NLL_K = 1000  # importance samples for reported VAE numbers (PROTOCOL §5)
+
+
+def nll_settings(model_cls, info, nll_k: Optional[int], nll_n: Optional[int], strict: bool = True) -> tuple[int, int]:
+    """(k, n) of a model's NLL evaluation: 0, 0 for implicit models. Asking an implicit model
+    for an NLL is an error when `strict` (one model named), ignored for `--model all`."""
+    if nll_k is not None:
+        nll_k = positive_int("--nll-k", nll_k)
+    if nll_n is not None:
+        nll_n = positive_int("--nll-n", nll_n)
+    if not model_cls.explicit:
+        if strict and (nll_k is not None or nll_n is not None):
+            raise BenchError(f"{model_cls.name} is implicit: it has no likelihood for --nll-k/--nll-n; for a "
+                             "decoder-based model use AIS (`bench score --nll ais --checkpoint TRIAL_DIR`)")
+        return 0, 0
+    return nll_k or NLL_K, min(nll_n or info.reference_size, info.reference_size)
 
 
 def resolve_device(device: str) -> str:

@@ -27,12 +27,14 @@ from bench.data.sampler import DeviceBatches
 from bench.errors import BenchError
 from bench.files import atomic_write
 from bench.loss_monitor import LossMonitor
+from bench.metrics.metric_nll import model_nll
 from bench.models import build_model
 from bench.trial_folder import FINISHED, TrialFolder, now
 
 CHECK_EVERY = 50  # steps between bulk reads of the losses (divergence check, progress)
 GENERATE_BATCH = 500
 TRIANGLE_PR_SAMPLES = 1024  # PROTOCOL §5
+NLL_SEED = 0  # dequantisation noise and importance samples: the same at every evaluation point
 
 
 @dataclass
@@ -114,6 +116,8 @@ class _Trial:
         self.flops_per_step = _flops_per_step(config, dataset.info.image_shape)
         self.batches = DeviceBatches(train_split.images.to(self.device), config.batch_size, config.seed)
         self.evaluator = _make_evaluator(config, dataset.name, reference.head(config.eval_samples), self.device, options)
+        # Explicit models: NLL on the first nll_n images of the evaluation split (PROTOCOL §5).
+        self.nll_images = reference.head(config.nll_n).images if self.model.explicit and config.nll_n else None
         noise_rng = torch.Generator().manual_seed(EVAL_NOISE_SEED)
         self.eval_z = self.model.sample_noise(config.eval_samples, noise_rng, "cpu").to(self.device)
         self.monitor = LossMonitor()
@@ -180,7 +184,12 @@ class _Trial:
         evaluation = self.evaluator.evaluate(samples, model=self.model)
         if not evaluation.finite:
             return False
-        metrics = evaluation.metrics
+        metrics, protocol = evaluation.metrics, self.evaluator.protocol()
+        if self.nll_images is not None:
+            nll, protocol["nll"] = model_nll(self.model, self.nll_images, self.config.nll_k, seed=NLL_SEED)
+            if not all(math.isfinite(v) for v in nll.values()):
+                return False
+            metrics.update(nll)
         _save_grid(self.folder.sample_grid_path(self.step), samples[:64])
         self.eval_seconds += time.perf_counter() - t0
         self.last_fid = metrics.get("fid")
@@ -202,7 +211,7 @@ class _Trial:
             "seed": config.seed,
             "hparams": config.hparams,
             "config": config.to_dict(),
-            "protocol": self.evaluator.protocol(),
+            "protocol": protocol,
             "time": now(),
             **self.run_info,
         })

@@ -9,6 +9,7 @@ the study's triangle precision/recall, which needs the model itself (for recall,
 from __future__ import annotations
 
 import importlib.metadata
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -74,7 +75,12 @@ class SampleEvaluator:
             from bench.metrics.metric_triangles import triangle_precision_recall
 
             tri = triangle_precision_recall(model, **self.triangle_pr)
-            values.values.update(tri_precision=tri.precision, tri_recall=tri.recall, tri_f1=tri.f1)
+            values.values["tri_precision"] = tri.precision
+            if math.isnan(tri.recall):
+                values.unavailable.update({"tri_recall": f"{type(model).__name__} cannot be inverted by gradient "
+                                                         "descent on its input noise", "tri_f1": "needs recall"})
+            else:
+                values.values.update(tri_recall=tri.recall, tri_f1=tri.f1)
             values.protocol["triangles"] = tri.protocol()
         self._last_protocol = values.protocol
         return Evaluation(values.values, values.unavailable)

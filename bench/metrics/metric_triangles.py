@@ -576,8 +576,11 @@ def triangle_precision_recall(model, n: int = 1024, test_images: Optional[torch.
     else:
         delta_desc = "given by the caller"
     sample_d = manifold_distance(samples, search)
-    _, test_d = invert_generator(model, test_images, inversion.restarts, inversion.steps, inversion.lr,
-                                 inversion.seed, inversion.pool, inversion.batch)
+    if getattr(model, "invertible_by_gradient", True):
+        _, test_d = invert_generator(model, test_images, inversion.restarts, inversion.steps, inversion.lr,
+                                     inversion.seed, inversion.pool, inversion.batch)
+    else:  # a sampler that is not differentiable in z (PixelCNN): recall is unavailable, not guessed
+        test_d = torch.empty(0)
     precision = float((sample_d <= delta).double().mean()) if n else math.nan
     recall = float((test_d <= delta).double().mean()) if len(test_d) else math.nan
     settings = {

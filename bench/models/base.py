@@ -28,9 +28,17 @@ class GenerativeModel(nn.Module):
     name: ClassVar[str] = ""
     family: ClassVar[str] = ""
     explicit: ClassVar[bool] = False
+    # Explicit models: what their likelihood is of (bench/metrics/metric_nll.py, LIKELIHOODS):
+    # "discrete" (a distribution over the 256 values of each 8-bit dimension), "dequantized"
+    # (a density of y = (255·x + u)/256, u ~ U[0,1)) or "binarized" (Bernoulli pixels; nats).
+    likelihood: ClassVar[str] = ""
+    exact_likelihood: ClassVar[bool] = False  # log p(x) itself (PixelCNN, flows), not a bound (VAEs)
     search_space: ClassVar[SearchSpace]
     noise: ClassVar[str] = "uniform"
-    z_dim: ClassVar[int] = Z_DIM
+    z_dim: ClassVar[int] = Z_DIM  # an instance may set its own (PixelCNN: one variate per dimension)
+    # Triangle recall inverts decode() by gradient descent on z; a sampler that is not a
+    # differentiable function of z (PixelCNN) sets this False and its recall is unavailable.
+    invertible_by_gradient: ClassVar[bool] = True
 
     def __init__(self, image_shape: tuple[int, int, int], hparams: Optional[dict] = None):
         super().__init__()
@@ -56,6 +64,17 @@ class GenerativeModel(nn.Module):
     def parameter_counts(self) -> Dict[str, int]:
         """Parameters per network, e.g. {"G": ..., "D": ...}, for `bench list models` and reports."""
         raise NotImplementedError
+
+    def log_weights(self, x: torch.Tensor, k: int, rng: torch.Generator) -> torch.Tensor:
+        """Explicit models only: log-likelihood terms in nats of images x, [k', N].
+
+        x holds 8-bit images as floats in [0,1] (value/255; for "binarized" models, 0/1 pixels
+        binarised by the caller). Latent-variable models return k' = k importance log-weights
+        log p(x, z_i) − log q(z_i | x) (their mean-exp is the IWAE bound); exact models return
+        k' = 1 row of log p(x), whatever k. A "dequantized" model returns log p(y) of
+        y = (255·x + u)/256 with u drawn from `rng`. Called in eval mode without gradients.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no likelihood")
 
     # --- shared behaviour ----------------------------------------------------------------
 

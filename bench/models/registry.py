@@ -50,6 +50,13 @@ def _validate(name: str, cls) -> None:
         raise TypeError(f"{cls.__qualname__}.noise must be 'uniform' or 'normal', not {cls.noise!r}")
     if not cls.family:
         raise TypeError(f"{cls.__qualname__} must set `family` (e.g. 'gan', 'vae')")
+    if cls.explicit:
+        from bench.metrics.metric_nll import LIKELIHOODS
+
+        if cls.likelihood not in LIKELIHOODS:
+            raise TypeError(f"{cls.__qualname__} is explicit: set `likelihood` to one of {', '.join(LIKELIHOODS)}")
+        if cls.log_weights is GenerativeModel.log_weights:
+            raise TypeError(f"{cls.__qualname__} is explicit: implement log_weights()")
 
 
 def _load_builtins() -> None:
@@ -61,6 +68,9 @@ def _load_builtins() -> None:
     import bench.models.gans  # noqa: F401
     import bench.models.began  # noqa: F401
     import bench.models.vae  # noqa: F401
+    import bench.models.vae_variants  # noqa: F401
+    import bench.models.pixelcnn  # noqa: F401
+    import bench.models.realnvp  # noqa: F401
 
     try:
         from importlib.metadata import entry_points
@@ -76,9 +86,16 @@ def _load_builtins() -> None:
         pass
 
 
+# The study's eight in its table order, then the other built-ins, then plug-ins as registered
+# (a test or a plug-in may import a built-in module directly, which registers it early).
+BUILTIN_ORDER = ("mm_gan", "ns_gan", "lsgan", "wgan", "wgan_gp", "dragan", "began", "vae",
+                 "beta_vae", "vae_dl", "aae", "pixelcnn", "realnvp")
+
+
 def model_names() -> list[str]:
     _load_builtins()
-    return list(_MODELS)
+    rank = {name: i for i, name in enumerate(BUILTIN_ORDER)}
+    return sorted(_MODELS, key=lambda name: rank.get(name, len(rank)))
 
 
 def get_model_class(spec: str) -> Type:
@@ -87,7 +104,7 @@ def get_model_class(spec: str) -> Type:
     if ":" in spec and spec.split(":", 1)[0].endswith(".py"):
         return _load_from_file(spec)
     if spec not in _MODELS:
-        raise BenchError(f"unknown model {spec!r}; known models: {', '.join(_MODELS)} (or FILE.py:Class)")
+        raise BenchError(f"unknown model {spec!r}; known models: {', '.join(model_names())} (or FILE.py:Class)")
     return _MODELS[spec]
 
 

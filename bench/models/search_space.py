@@ -148,3 +148,13 @@ def coerce(key: str, value: Any, default: Any) -> Any:
     except (TypeError, ValueError):
         expected = {bool: "on/off (true/false, 1/0)", int: "an integer", float: "a finite number"}.get(kind, kind.__name__)
         raise BenchError(f"bad value {value!r} for {key}: expected {expected}") from None
+
+
+def adam_search_space(lr: float, beta1: float, narrow_beta1: float, **extra) -> SearchSpace:
+    """Non-GAN models search Adam's lr and β1 on the study's ranges (PROTOCOL §4: wide lr 10^U[−5,−2],
+    β1 U[0,1]; narrow lr 10^U[−4,−3], β1 fixed), plus their own entries as (default, wide, narrow)."""
+    return SearchSpace(
+        defaults=dict(lr=lr, beta1=beta1, **{k: v[0] for k, v in extra.items()}),
+        wide={"lr": LogUniform(-5, -2), "beta1": Uniform(0.0, 1.0), **{k: v[1] for k, v in extra.items()}},
+        narrow={"lr": LogUniform(-4, -3), "beta1": Fixed(narrow_beta1), **{k: v[2] for k, v in extra.items()}},
+    )

@@ -21,7 +21,8 @@ def cell(column: str, value) -> str:
         return ""
     if isinstance(value, (bool, np.bool_)):
         return "yes" if value else "no"
-    if isinstance(value, (int, np.integer)) or (column in INTEGER and isinstance(value, float) and value.is_integer()):
+    integer = column in INTEGER or column.endswith(("_k", "_rank"))
+    if isinstance(value, (int, np.integer)) or (integer and isinstance(value, float) and value.is_integer()):
         return f"{int(value):,}" if column in ("images_seen", "steps", "g_steps") else str(int(value))
     if isinstance(value, (float, np.floating)):
         if math.isinf(value):

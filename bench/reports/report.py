@@ -98,6 +98,19 @@ def _sections(results: pd.DataFrame, draws: int) -> list[Section]:
         sections.append(Section("published", "Ours beside the study's published numbers",
                                 f"Published values are quoted from {SOURCE}, not measured here.",
                                 published.drop(columns="source")))
+    ranked = tables.ranking(results)
+    if any(c.startswith("nll") for c in ranked.columns):
+        sections.insert(1, Section("ranking", "Models ranked by FID and, where they have a likelihood, by NLL",
+                                   "Best FID over each model's trials; best NLL over all evaluation points of its "
+                                   "trials on the test split (bits/dim on 8-bit data; binarised-image models in "
+                                   "nats, ranked apart). _se: standard error over test images; _k: importance "
+                                   "samples of the bound (1 for exact likelihoods).", _drop_constant(ranked)))
+    scored = checkpoint_likelihoods(results)
+    if len(scored):
+        sections.append(Section("likelihood_checkpoints", "Likelihoods scored from checkpoints (bench score --nll)",
+                                "AIS: annealed importance sampling with a Gaussian observation model of std sigma "
+                                "(nats of continuous images; depends on sigma, not bits/dim); bound: the model's "
+                                "own likelihood.", _drop_constant(scored)))
     sections += [
         Section("quality", "All metrics at each model's best point",
                 "The best evaluation point (lowest FID) of each model's best trial. tri_* are the study's triangle "
@@ -109,6 +122,29 @@ def _sections(results: pd.DataFrame, draws: int) -> list[Section]:
                 _drop_constant(tables.compute_table(results))),
     ]
     return sections
+
+
+def checkpoint_likelihoods(results: pd.DataFrame) -> pd.DataFrame:
+    """What `bench score --checkpoint DIR --nll ...` wrote into trial folders of this run."""
+    from bench.files import read_json
+
+    rows = []
+    trials = results.drop_duplicates(["run", "study", "trial"])
+    for _, trial in trials.iterrows():
+        folder = trial.get("folder")
+        if not isinstance(folder, str):
+            continue
+        for path in sorted(Path(folder).glob("nll-*.json")):
+            try:
+                record = read_json(path)
+            except (OSError, ValueError):
+                continue
+            settings = record.get("protocol", {}).get("settings", {})
+            rows.append({"dataset": trial["dataset"], "protocol_id": trial["protocol_id"], "model": trial["model"],
+                         "role": trial["role"], "trial": trial["trial"], "step": record.get("step"),
+                         "method": record.get("method"), "n": record.get("n"), **record.get("metrics", {}),
+                         **{f"ais_{k}": settings[k] for k in ("sigma", "steps", "chains") if k in settings}})
+    return pd.DataFrame(rows)
 
 
 def _drop_constant(frame: pd.DataFrame) -> pd.DataFrame:

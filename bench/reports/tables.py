@@ -166,3 +166,30 @@ def compute_table(results: pd.DataFrame) -> pd.DataFrame:
                      "eval_hours": evaluate.sum() / 3600, "seconds_per_trial": (train + evaluate).mean(),
                      "device": "; ".join(devices) if devices else np.nan})
     return pd.DataFrame(rows, columns=columns)
+
+
+NLL_COLUMNS = (("nll_bpd", "bits/dim"), ("nll_nats_binarized", "nats, binarised images"))
+
+
+def ranking(results: pd.DataFrame) -> pd.DataFrame:
+    """Every model ranked by its best FID, and explicit models also by their best NLL (lowest over
+    all evaluation points of all search trials; bits/dim and binarised nats are ranked apart,
+    as they are not the same quantity)."""
+    summary = model_summary(results)
+    if summary.empty:
+        return pd.DataFrame(columns=GROUP + ["fid_rank", "best_fid"])
+    summary = summary[GROUP + ["best_fid"]].copy()
+    summary["fid_rank"] = summary.groupby(["dataset", "protocol_id"])["best_fid"].rank(method="min")
+    search = results[results["role"] == "search"]
+    for column, _ in NLL_COLUMNS:
+        if column not in search or search[column].isna().all():
+            continue
+        best = search.dropna(subset=[column]).sort_values(column).groupby(GROUP, sort=False).head(1)
+        best = best[GROUP + [column, f"{column}_se"] + (["metric_protocol.nll.k"] if "metric_protocol.nll.k" in best else [])]
+        best = best.rename(columns={"metric_protocol.nll.k": f"{column}_k"})
+        summary = summary.merge(best, on=GROUP, how="left")
+        summary[f"{column}_rank"] = summary.groupby(["dataset", "protocol_id"])[column].rank(method="min")
+    summary = summary.sort_values(["dataset", "protocol_id", "fid_rank"], kind="stable").reset_index(drop=True)
+    for col in [c for c in summary.columns if c.endswith("_rank")]:
+        summary[col] = summary[col].astype("Int64")
+    return summary

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, fields
 from importlib import resources
 from typing import Optional
 
-from bench.config import BATCH_SIZE, EXTRACTORS, TrialConfig, positive_int
+from bench.config import BATCH_SIZE, EXTRACTORS, NLL_K, TrialConfig, nll_settings, positive_int
 from bench.errors import BenchError
 
 SEARCHES = ("wide", "narrow")
@@ -31,6 +31,8 @@ class RunProtocol:
     extractor: str
     match: str
     batch_size: int = BATCH_SIZE
+    nll_k: int = 1000  # explicit models' NLL: importance samples and test images per evaluation
+    nll_n: int = 10000
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -56,9 +58,14 @@ class RunProtocol:
         if self.match == "flops":
             ratio = _reference_flops(self) / _model_flops(self, model, hparams)
             steps, eval_every = max(1, round(steps * ratio)), max(1, round(eval_every * ratio))
+        from bench.data import get_dataset
+        from bench.models import get_model_class
+
+        nll_k, nll_n = nll_settings(get_model_class(model), get_dataset(self.dataset).info, self.nll_k,
+                                    self.nll_n, strict=False)
         return TrialConfig(model=model, dataset=self.dataset, hparams=dict(hparams), steps=steps,
                            eval_every=eval_every, eval_samples=self.eval_samples, seed=seed,
-                           batch_size=self.batch_size, extractor=self.extractor)
+                           batch_size=self.batch_size, extractor=self.extractor, nll_k=nll_k, nll_n=nll_n)
 
 
 def _model_flops(protocol: RunProtocol, model: str, hparams: dict) -> float:
@@ -92,7 +99,8 @@ def load_preset(name: str) -> dict:
 def resolve_protocol(dataset: str, preset: str = "paper", *, search: Optional[str] = None,
                      steps: Optional[int] = None, eval_every: Optional[int] = None,
                      eval_samples: Optional[int] = None, extractor: Optional[str] = None,
-                     match: Optional[str] = None) -> RunProtocol:
+                     match: Optional[str] = None, nll_k: Optional[int] = None,
+                     nll_n: Optional[int] = None) -> RunProtocol:
     """Preset values, the dataset's study schedule where the preset leaves it open, flags on top."""
     from bench.data import get_dataset
 
@@ -105,13 +113,16 @@ def resolve_protocol(dataset: str, preset: str = "paper", *, search: Optional[st
         "eval_samples": eval_samples or values.get("eval_samples", info.reference_size),
         "extractor": extractor or values.get("extractor", "inception"),
         "match": match or values.get("match", "steps"),
+        "nll_k": nll_k or values.get("nll_k", NLL_K),
+        "nll_n": nll_n or values.get("nll_n", info.reference_size),
     }
     for key, accepted in (("search", SEARCHES), ("extractor", EXTRACTORS), ("match", MATCHES)):
         if chosen[key] not in accepted:
             raise BenchError(f"unknown {key} {chosen[key]!r}; accepted: {', '.join(accepted)}")
-    for key in ("steps", "eval_every", "eval_samples"):
+    for key in ("steps", "eval_every", "eval_samples", "nll_k", "nll_n"):
         chosen[key] = positive_int(f"--{key.replace('_', '-')}", chosen[key])
     chosen["eval_samples"] = min(chosen["eval_samples"], info.reference_size)
+    chosen["nll_n"] = min(chosen["nll_n"], info.reference_size)
     if chosen["eval_samples"] < 2:
         raise BenchError("--eval-samples must be at least 2: FID needs a covariance")
     return RunProtocol(dataset=info.name, **chosen)

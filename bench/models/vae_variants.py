@@ -1,0 +1,136 @@
+"""Autoencoder-family models beside the study's VAE, on the same encoder (D body) and decoder (G body).
+
+- `beta_vae`: the VAE with the KL term weighted by a searched β (Higgins et al. 2017);
+- `vae_dl`: a VAE whose decoder is a discretised logistic per pixel (PixelCNN++'s likelihood,
+  Salimans et al. 2017), a proper likelihood of 8-bit images, so it reports bits/dim;
+- `aae`: an adversarial autoencoder (Makhzani et al. 2016): a code critic pulls the aggregate
+  posterior towards the prior instead of the KL; no likelihood of its own (AIS can estimate one).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Dict
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bench.models.architecture import Discriminator, Generator, count_parameters
+from bench.models.base import GenerativeModel
+from bench.models.registry import register_model
+from bench.models.search_space import adam_search_space, LogUniform, SearchSpace
+from bench.models.vae import VAE, bernoulli_nll
+
+Tensor = torch.Tensor
+HALF_BIN = 1.0 / 255.0  # half of one 8-bit bin on the [-1, 1] scale
+
+
+def _vae_space(**extra) -> SearchSpace:
+    """The study's VAE ranges and defaults plus a model's own entries as (default, wide, narrow)."""
+    return adam_search_space(lr=5e-5, beta1=0.5, narrow_beta1=0.5, **extra)
+
+
+@register_model("beta_vae")
+class BetaVAE(VAE):
+    """VAE with a β-weighted KL term; its IWAE bound is still a bound on the same likelihood."""
+
+    search_space = _vae_space(beta=(1.0, LogUniform(-1, 1), LogUniform(-0.5, 0.5)))
+
+    def kl_weight(self) -> float:
+        return float(self.hparams["beta"])
+
+
+def discretized_logistic_log_prob(x: Tensor, mean: Tensor, log_scale: Tensor) -> Tensor:
+    """log P(x) per example (summed over pixels) of 8-bit x in [0,1] under a logistic of `mean`
+    in [0,1] and `log_scale` (on the [-1,1] scale), discretised to 256 bins, the end bins
+    taking the tails (PixelCNN++)."""
+    x, mean = 2 * x - 1, 2 * mean - 1
+    centered, inv_s = x - mean, torch.exp(-log_scale)
+    plus, minus = inv_s * (centered + HALF_BIN), inv_s * (centered - HALF_BIN)
+    log_cdf_plus = plus - F.softplus(plus)  # log σ(plus): the lowest bin
+    log_one_minus_cdf_minus = -F.softplus(minus)  # log (1 − σ(minus)): the highest bin
+    cdf_delta = torch.sigmoid(plus) - torch.sigmoid(minus)
+    mid = inv_s * centered
+    log_pdf_mid = mid - log_scale - 2 * F.softplus(mid) - math.log(127.5)  # for bins too thin to subtract
+    inner = torch.where(cdf_delta > 1e-5, torch.log(cdf_delta.clamp_min(1e-12)), log_pdf_mid)
+    log_p = torch.where(x < -0.999, log_cdf_plus, torch.where(x > 0.999, log_one_minus_cdf_minus, inner))
+    return log_p.flatten(1).sum(1)
+
+
+@register_model("vae_dl")
+class DiscretizedLogisticVAE(VAE):
+    """VAE with a discretised-logistic decoder on 8-bit data: mean from the G body, one learned
+    log-scale per pixel; samples are the decoder's means, as for the study's VAE."""
+
+    likelihood = "discrete"
+
+    def __init__(self, image_shape, hparams=None):
+        super().__init__(image_shape, hparams)
+        self.log_scale = nn.Parameter(torch.full(self.image_shape, -2.0))
+
+    def parameter_counts(self) -> Dict[str, int]:
+        return {"encoder": count_parameters(self.encoder),
+                "decoder": count_parameters(self.decoder) + self.log_scale.numel()}
+
+    def reconstruction_nll(self, x: Tensor, decoded: Tensor) -> Tensor:
+        return -discretized_logistic_log_prob(x, decoded, self.log_scale.clamp(-7.0, 2.0))
+
+
+@register_model("aae")
+class AdversarialAutoencoder(GenerativeModel):
+    """Deterministic encoder, Bernoulli decoder, and a code critic that tells prior draws from
+    codes; each step: reconstruction update, critic update, encoder update against the critic."""
+
+    family = "autoencoder"
+    noise = "normal"
+    search_space = _vae_space(**{"lambda": (1.0, LogUniform(-1, 1), LogUniform(-0.5, 0.5))})
+
+    def __init__(self, image_shape, hparams=None):
+        super().__init__(image_shape, hparams)
+        self.encoder = Discriminator(self.image_shape, batch_norm=True, out_dim=self.z_dim)
+        self.decoder = Generator(self.image_shape, self.z_dim, activation="relu")
+        # The critic works on 64-d codes: a small MLP, as in Makhzani et al. (two hidden layers).
+        self.critic = nn.Sequential(nn.Linear(self.z_dim, 512), nn.LeakyReLU(0.2), nn.Linear(512, 512),
+                                    nn.LeakyReLU(0.2), nn.Linear(512, 1))
+        self._opts: Dict[str, torch.optim.Optimizer] = {}
+
+    def optimizers(self) -> Dict[str, torch.optim.Optimizer]:
+        if not self._opts:
+            self._opts = {"autoencoder": self.make_adam(list(self.encoder.parameters()) + list(self.decoder.parameters())),
+                          "critic": self.make_adam(self.critic.parameters()),
+                          "encoder": self.make_adam(self.encoder.parameters())}
+        return self._opts
+
+    def parameter_counts(self) -> Dict[str, int]:
+        return {"encoder": count_parameters(self.encoder), "decoder": count_parameters(self.decoder),
+                "critic": count_parameters(self.critic)}
+
+    def decode(self, z: Tensor) -> Tensor:
+        return self.decoder(z)
+
+    def train_step(self, real: Tensor, rng: torch.Generator) -> Dict[str, Tensor]:
+        opts = self.optimizers()
+        recon = bernoulli_nll(real, self.decoder(self.encoder(real))).mean()
+        opts["autoencoder"].zero_grad(set_to_none=True)
+        recon.backward()
+        opts["autoencoder"].step()
+
+        prior = self.sample_noise(real.shape[0], rng)
+        with torch.no_grad():
+            codes = self.encoder(real)
+        d_loss = F.softplus(-self.critic(prior)).mean() + F.softplus(self.critic(codes)).mean()
+        opts["critic"].zero_grad(set_to_none=True)
+        d_loss.backward()
+        opts["critic"].step()
+
+        self.critic.requires_grad_(False)
+        g_loss = self.hparams["lambda"] * F.softplus(-self.critic(self.encoder(real))).mean()
+        opts["encoder"].zero_grad(set_to_none=True)
+        g_loss.backward()
+        opts["encoder"].step()
+        self.critic.requires_grad_(True)
+
+        self.steps += 1
+        self.g_steps += 1
+        return {"loss": recon.detach(), "d_loss": d_loss.detach(), "g_loss": g_loss.detach()}

@@ -1,0 +1,79 @@
+"""`bench score --checkpoint TRIAL_DIR --nll bound|ais`: the likelihood of a trained trial's model.
+
+`bound`: the model's own likelihood (exact, or the importance-weighted bound with --nll-k samples)
+for explicit models; `ais`: annealed importance sampling (bench/metrics/metric_ais.py) for any
+model with a decoder differentiable in z, GANs included. Both score the first N images of the
+dataset's evaluation split and write DIR/nll-METHOD.json, which `bench report` shows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from bench.config import TrialConfig, resolve_device
+from bench.data import get_dataset
+from bench.errors import BenchError
+from bench.files import atomic_write_json
+from bench.trial_folder import TrialFolder, now
+
+METHODS = ("bound", "ais")
+AIS_IMAGES = 100  # AIS costs T x L decoder passes per chain: a documented subset, as Wu et al. score
+
+
+def score_checkpoint_nll(checkpoint_dir: Path, method: str, *, n: Optional[int] = None, nll_k: Optional[int] = None,
+                         ais: Optional[dict] = None, device: str = "auto", data_root: Optional[Path] = None,
+                         out: Optional[Path] = None) -> dict:
+    from bench.metrics.metric_ais import AISSettings, ais_nll
+    from bench.metrics.metric_nll import NLL_K_DEFAULT, model_nll
+    from bench.models import build_model, get_model_class
+
+    if method not in METHODS:
+        raise BenchError(f"unknown --nll {method!r}; accepted: {', '.join(METHODS)}")
+    folder = TrialFolder(checkpoint_dir)
+    state = folder.read_state()
+    if state is None:
+        raise BenchError(f"{checkpoint_dir} holds no bench trial (no trial.json); give a trial folder of `bench train` "
+                         "or of a run (runs/DATASET/MODEL/PROTOCOL/slot-NNNN)")
+    config = TrialConfig.from_dict(state["config"])
+    cls = get_model_class(config.model)
+    if method == "bound" and not cls.explicit:
+        raise BenchError(f"{config.model} is implicit: it has no likelihood of its own; use --nll ais")
+    settings = None
+    if method == "ais":
+        try:
+            settings = AISSettings(**(ais or {})).validate()
+        except ValueError as exc:
+            raise BenchError(str(exc).rstrip(".")) from None
+        if not cls.invertible_by_gradient:
+            raise BenchError(f"{config.model} does not decode differentiably from z; AIS needs a decoder "
+                             "(use --nll bound for its exact likelihood)")
+    data = get_dataset(config.dataset)
+    reference = data.load("reference", data_root)
+    n = n or (AIS_IMAGES if method == "ais" else len(reference))
+    if not 1 <= n <= len(reference):
+        raise BenchError(f"--n {n} must lie in 1..{len(reference)} (the evaluation split of {config.dataset})")
+    torch_device = torch.device(resolve_device(device))
+    model = build_model(config.model, data.info.image_shape, config.hparams, torch_device)
+    checkpoint = folder.load_checkpoint(config, torch_device)
+    if checkpoint is None:
+        raise BenchError(f"{checkpoint_dir} has no checkpoint yet; let the trial reach its first evaluation point")
+    model.load_state_dict(checkpoint["model"])
+    images = reference.head(n).images
+    try:
+        if method == "bound":
+            metrics, protocol = model_nll(model, images, nll_k or NLL_K_DEFAULT)
+        else:
+            result = ais_nll(model, images.float().div(255).to(torch_device), settings)
+            metrics = {"ais_nll_nats": result.nll_nats, "ais_nll_nats_se": result.nll_nats_se,
+                       "ais_acceptance": result.acceptance}
+            protocol = {**result.protocol, "settings": dataclasses.asdict(settings)}
+    except ValueError as exc:
+        raise BenchError(str(exc).rstrip(".")) from None
+    record = {"method": method, "model": config.model, "dataset": config.dataset, "step": int(checkpoint["step"]),
+              "n": n, "metrics": metrics, "protocol": protocol, "config": config.to_dict(), "time": now()}
+    atomic_write_json(out or folder.path / f"nll-{method}.json", record)
+    return record
