@@ -526,8 +526,10 @@ class TrianglePR:
     test_distances: Optional[torch.Tensor] = field(default=None, repr=False)
 
     def protocol(self) -> dict:
-        return {"precision": self.precision, "recall": self.recall, "f1": self.f1, "delta": self.delta,
-                "n": self.n, **self.settings}
+        # A measure that could not be taken (recall of a sampler that cannot be inverted) is None.
+        value = lambda v: None if isinstance(v, float) and math.isnan(v) else v
+        return {"precision": value(self.precision), "recall": value(self.recall), "f1": value(self.f1),
+                "delta": self.delta, "n": self.n, **self.settings}
 
     def with_delta(self, delta: float) -> "TrianglePR":
         """The same run scored at another threshold (needs the stored distances)."""

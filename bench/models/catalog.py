@@ -19,7 +19,19 @@ def model_rows() -> list[dict]:
                 counts = cls(shape).parameter_counts()
             row["networks"] = " / ".join(counts)
             row[f"params {label}"] = " / ".join(f"{v / 1e6:.2f}M" for v in counts.values())
+        row["GFLOP/step 28x28x1"] = _gflops(name, cls)
         summary = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
         row["summary"] = summary if len(summary) <= 60 else summary[:57] + "..."
         rows.append(row)
     return rows
+
+
+def _gflops(name: str, cls) -> str:
+    """FLOPs of one training step of the author defaults at batch 64 (bench/compute.py), so that
+    families of different cost can be compared before a run."""
+    from bench.compute import flops_per_step
+
+    try:
+        return f"{flops_per_step(name, SHAPES['28x28x1'], dict(cls.search_space.defaults)) / 1e9:.1f}"
+    except Exception:  # a plug-in the meta device cannot run: no number rather than a wrong one
+        return ""
