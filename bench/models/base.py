@@ -46,6 +46,7 @@ class GenerativeModel(nn.Module):
         self.hparams = self.search_space.resolve(hparams)
         self.steps = 0  # training steps taken (one discriminator update each, for GANs)
         self.g_steps = 0  # generator updates taken
+        self._opts: Dict[str, torch.optim.Optimizer] = {}
 
     # --- what subclasses implement -------------------------------------------------------
 
@@ -59,7 +60,11 @@ class GenerativeModel(nn.Module):
         raise NotImplementedError
 
     def optimizers(self) -> Dict[str, torch.optim.Optimizer]:
-        raise NotImplementedError
+        """The model's optimisers by name; by default one Adam over all parameters. Created on first
+        use, after the model has moved to its device, so fused CUDA Adam can be chosen."""
+        if not self._opts:
+            self._opts = {"model": self.make_adam(self.parameters())}
+        return self._opts
 
     def parameter_counts(self) -> Dict[str, int]:
         """Parameters per network, e.g. {"G": ..., "D": ...}, for `bench list models` and reports."""

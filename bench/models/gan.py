@@ -57,7 +57,6 @@ class GAN(GenerativeModel):
         super().__init__(image_shape, hparams)
         self.G = Generator(self.image_shape, self.z_dim)
         self.D = self.build_discriminator()
-        self._opts: Dict[str, torch.optim.Optimizer] = {}
 
     def build_discriminator(self) -> torch.nn.Module:
         return Discriminator(self.image_shape, batch_norm=self.hparams["d_batch_norm"])

@@ -108,12 +108,6 @@ class PixelCNN(GenerativeModel):
         )
         self.head1 = CausalConv(f, f, 1, 1, g_hid, g_hid)
         self.head2 = CausalConv(f, 256 * c, 1, 1, g_hid, torch.arange(256 * c) // 256)
-        self._opts: Dict[str, torch.optim.Optimizer] = {}
-
-    def optimizers(self) -> Dict[str, torch.optim.Optimizer]:
-        if not self._opts:
-            self._opts = {"model": self.make_adam(self.parameters())}
-        return self._opts
 
     def parameter_counts(self) -> Dict[str, int]:
         return {"pixelcnn": count_parameters(self)}

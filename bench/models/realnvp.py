@@ -135,12 +135,6 @@ class RealNVP(GenerativeModel):
         super().__init__(image_shape, hparams)
         self.z_dim = math.prod(self.image_shape)  # every variable is latent: sampling inverts the flow
         self.layers = build_layers(self.image_shape)
-        self._opts: Dict[str, torch.optim.Optimizer] = {}
-
-    def optimizers(self) -> Dict[str, torch.optim.Optimizer]:
-        if not self._opts:
-            self._opts = {"model": self.make_adam(self.parameters())}
-        return self._opts
 
     def parameter_counts(self) -> Dict[str, int]:
         return {"flow": count_parameters(self.layers)}

@@ -51,12 +51,6 @@ class VAE(GenerativeModel):
         super().__init__(image_shape, hparams)
         self.encoder = Discriminator(self.image_shape, batch_norm=True, out_dim=2 * self.z_dim)
         self.decoder = Generator(self.image_shape, self.z_dim, activation="relu")
-        self._opts: Dict[str, torch.optim.Optimizer] = {}
-
-    def optimizers(self) -> Dict[str, torch.optim.Optimizer]:
-        if not self._opts:
-            self._opts = {"model": self.make_adam(self.parameters())}
-        return self._opts
 
     def parameter_counts(self) -> Dict[str, int]:
         return {"encoder": count_parameters(self.encoder), "decoder": count_parameters(self.decoder)}

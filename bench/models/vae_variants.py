@@ -93,7 +93,6 @@ class AdversarialAutoencoder(GenerativeModel):
         # The critic works on 64-d codes: a small MLP, as in Makhzani et al. (two hidden layers).
         self.critic = nn.Sequential(nn.Linear(self.z_dim, 512), nn.LeakyReLU(0.2), nn.Linear(512, 512),
                                     nn.LeakyReLU(0.2), nn.Linear(512, 1))
-        self._opts: Dict[str, torch.optim.Optimizer] = {}
 
     def optimizers(self) -> Dict[str, torch.optim.Optimizer]:
         if not self._opts:
