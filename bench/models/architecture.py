@@ -62,10 +62,12 @@ def _act(kind: str) -> nn.Module:
 class Generator(nn.Module):
     """z (64) -> FC 1024 -> FC 128·H/4·W/4 -> deconv 64 -> deconv C -> sigmoid, BN after each hidden layer.
 
-    `activation="relu"` gives the VAE's decoder (PROTOCOL §2).
+    `activation="relu"` gives the VAE's decoder (PROTOCOL §2). `out_channels` widens the last
+    deconv (e.g. 2C for a mean and a scale per pixel); the sigmoid then applies to the first C.
     """
 
-    def __init__(self, image_shape: tuple[int, int, int], z_dim: int = Z_DIM, activation: str = "lrelu"):
+    def __init__(self, image_shape: tuple[int, int, int], z_dim: int = Z_DIM, activation: str = "lrelu",
+                 out_channels: int | None = None):
         super().__init__()
         c, h, w = check_image_shape(image_shape)
         self.low_res = (128, h // 4, w // 4)
@@ -80,13 +82,24 @@ class Generator(nn.Module):
             nn.ConvTranspose2d(128, 64, 4, stride=2, padding=1),
             bn2d(64),
             _act(activation),
-            nn.ConvTranspose2d(64, c, 4, stride=2, padding=1),
-            nn.Sigmoid(),
+            nn.ConvTranspose2d(64, out_channels or c, 4, stride=2, padding=1),
+            nn.Sigmoid() if out_channels in (None, c) else SigmoidOnFirst(c),
         )
         init_weights(self)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z)
+
+
+class SigmoidOnFirst(nn.Module):
+    """Sigmoid on the first `c` channels (the image's means); the rest (e.g. log-scales) pass as they are."""
+
+    def __init__(self, c: int):
+        super().__init__()
+        self.c = c
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([torch.sigmoid(x[:, : self.c]), x[:, self.c:]], dim=1)
 
 
 class Discriminator(nn.Module):

@@ -80,7 +80,8 @@ class VAE(GenerativeModel):
         return log_px.view(k, -1) + log_pz - log_qz
 
     def reconstruction_nll(self, x: Tensor, decoded: Tensor) -> Tensor:
-        """−log p(x|z) per example in nats; the study's VAE: Bernoulli pixels."""
+        """−log p(x|z) per example in nats, `decoded` being the decoder's whole output (for
+        vae_dl, means and log-scales); the study's VAE: Bernoulli pixels."""
         return bernoulli_nll(x, decoded)
 
     def kl_weight(self) -> float:

@@ -70,7 +70,7 @@ def test_iwae_with_one_sample_is_the_elbo(trained_vae):
         lw = model.log_weights(x, 1, torch.Generator().manual_seed(3))[0]
         mu, sigma = model.encode(x)
         z = mu + sigma * torch.randn(mu.shape, generator=torch.Generator().manual_seed(3))
-        log_px = -model.reconstruction_nll(x, model.decode(z))
+        log_px = -model.reconstruction_nll(x, model.decoder(z))
         log_pz = torch.distributions.Normal(0, 1).log_prob(z).sum(1)
         log_qz = torch.distributions.Normal(mu, sigma).log_prob(z).sum(1)
     model.train()
