@@ -71,11 +71,21 @@ class GatedLayer(nn.Module):
         self.v2h = nn.Conv2d(2 * filters, 2 * filters, 1)
         self.h_out = CausalConv(filters, filters, 1, 1, g_hid, g_hid)
 
-    def forward(self, v: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
+    def vertical(self, v: Tensor) -> tuple[Tensor, Tensor]:
+        """(the next vertical stack, what it feeds the horizontal stack): row i of the second
+        depends on rows ≤ i−1 of the image only, which is what lets sampling cache it per row."""
         v_pre = self.v(v)
         shifted = F.pad(v_pre, (0, 0, 1, 0))[:, :, :-1]  # row i gets rows ≤ i−1 only
-        h_new = self.h_out(gate(self.h(h) + self.v2h(shifted)))
-        return gate(v_pre), h_new if self.first else h + h_new
+        return gate(v_pre), self.v2h(shifted)
+
+    def horizontal(self, h: Tensor, from_v: Tensor) -> Tensor:
+        """The next horizontal stack: kernels one row high, so each row is computed on its own."""
+        h_new = self.h_out(gate(self.h(h) + from_v))
+        return h_new if self.first else h + h_new
+
+    def forward(self, v: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
+        v, from_v = self.vertical(v)
+        return v, self.horizontal(h, from_v)
 
 
 @register_model("pixelcnn")
@@ -85,7 +95,7 @@ class PixelCNN(GenerativeModel):
     Size: 32 filters per colour channel (32 grey, 96 RGB), 8 gated layers (7x7 then 3x3), a 1x1
     head F → F → 256·C; 0.17M parameters on 28x28x1, small so that a 28x28 step at batch 64
     stays near a second on two CPU cores (64 filters take about twice as long).
-    Sampling is inverse-CDF, one forward pass per sub-pixel, with z = 2u − 1: one variate per
+    Sampling is inverse-CDF, one horizontal-stack pass per sub-pixel (see decode), with z = 2u − 1: one variate per
     dimension (z_dim = C·H·W), so decode is deterministic in z but not differentiable.
     """
 
@@ -117,9 +127,29 @@ class PixelCNN(GenerativeModel):
         v = h = 2 * x - 1
         for layer in self.layers:
             v, h = layer(v, h)
+        return self.head(h)
+
+    def head(self, h: Tensor) -> Tensor:
         out = self.head2(F.relu(self.head1(F.relu(h))))
         n, _, hh, ww = out.shape
         return out.view(n, -1, 256, hh, ww).transpose(1, 2)
+
+    def rows_above(self, x: Tensor, i: int) -> list[Tensor]:
+        """What each layer's vertical stack feeds row i of its horizontal stack, from rows < i of x:
+        computed once per row while sampling, then reused for all of the row's W·C sub-pixels."""
+        v, fed = 2 * x[:, :, : i + 1] - 1, []  # row i itself is masked out by the shift
+        for layer in self.layers:
+            v, from_v = layer.vertical(v)
+            fed.append(from_v[:, :, i: i + 1])
+        return fed
+
+    def row_logits(self, row: Tensor, fed: list[Tensor]) -> Tensor:
+        """[N, 256, C, 1, W] logits of one row (x in [0,1], [N, C, 1, W]) given `rows_above`;
+        any leading W columns of the row will do, as the horizontal stack never looks right."""
+        h = 2 * row - 1
+        for layer, from_v in zip(self.layers, fed):
+            h = layer.horizontal(h, from_v)
+        return self.head(h)
 
     @staticmethod
     def values(x: Tensor) -> Tensor:
@@ -142,15 +172,22 @@ class PixelCNN(GenerativeModel):
         return -nll.flatten(1).sum(1).unsqueeze(0)
 
     def decode(self, z: Tensor) -> Tensor:
-        """Inverse-CDF sampling in raster order, z read as [N, C, H, W]; rows below the current
-        one are never computed (the network is causal in rows, so cropping them changes nothing)."""
+        """Inverse-CDF sampling in raster order, z read as [N, C, H, W].
+
+        Cached as far as the network allows: the vertical stack runs once per row (on the rows
+        above), and each sub-pixel then costs one pass of the horizontal stack over its own row
+        up to itself, instead of a pass of the whole network over the image (see `rows_above`);
+        13.5x faster on 28x28 on two CPU cores (benchmarks/pixelcnn_sampling.py)."""
         c, h, w = self.image_shape
         u = ((z + 1) / 2).reshape(-1, c, h, w)
         x = torch.zeros(u.shape, device=z.device)
         for i in range(h):
+            fed = self.rows_above(x, i)
             for j in range(w):
+                left = [f[..., : j + 1] for f in fed]  # the horizontal stack never looks right
                 for ch in range(c):
-                    probs = self.logits(x[:, :, : i + 1])[:, :, ch, i, j].float().softmax(1)
+                    logits = self.row_logits(x[:, :, i: i + 1, : j + 1], left)[:, :, ch, 0, j]
+                    probs = logits.float().softmax(1)
                     value = torch.searchsorted(probs.cumsum(1), u[:, ch, i, j, None].contiguous(), right=True)
                     x[:, ch, i, j] = value.clamp(max=255).squeeze(1) / 255
         return x
