@@ -345,7 +345,8 @@ def _cmd_run(args) -> int:
     print(format_table(rows))
     failed = sum(r["failed"] for r in rows)
     print(f"run folder: {out}" + (f"; {failed} trial(s) failed: see error.log in their folders, "
-                                  "and rerun the same command to retry them" if failed else ""))
+                                  "and rerun the same command to retry them" if failed else
+                                  f"; tables, rankings by FID and NLL, figures: bench report {out}"))
     return 1 if failed else 0
 
 

@@ -17,16 +17,17 @@ TINY = dict(search="wide", steps=100, eval_every=50, eval_samples=64, extractor=
 
 
 def make_run(out: Path, trials: dict, dataset: str = "triangles", seeds: dict | None = None,
-             pending: dict | None = None, protocol: dict | None = None) -> RunProtocol:
+             pending: dict | None = None, protocol: dict | None = None, nll: dict | None = None) -> RunProtocol:
     """`trials`: model -> list of per-trial FID lists (one FID per evaluation point; None = the
     trial diverged before any); `seeds`: model -> the same for best-configuration reruns;
-    `pending`: model -> number of extra slots still waiting."""
+    `pending`: model -> number of extra slots still waiting; `nll`: model -> (metric, lists of
+    values parallel to its FID lists), e.g. ("nll_bpd", [[5.1, 4.8], [6.0]])."""
     proto = RunProtocol(dataset=dataset, **(protocol or TINY))
     url = default_storage_url(out)
     storage = open_storage(url)
     for model, fid_lists in trials.items():
         _add_trials(open_study(storage, proto, model, SEARCH), proto, model, fid_lists, first_slot=0,
-                    waiting=(pending or {}).get(model, 0))
+                    waiting=(pending or {}).get(model, 0), nll=(nll or {}).get(model))
     for model, fid_lists in (seeds or {}).items():
         _add_trials(open_study(storage, proto, model, SEEDS), proto, model, fid_lists, first_slot=1)
     atomic_write_json(out / "run.json", {"format": "bench-run/1", "protocol": proto.to_dict(), "storage": url,
@@ -35,7 +36,7 @@ def make_run(out: Path, trials: dict, dataset: str = "triangles", seeds: dict | 
     return proto
 
 
-def _add_trials(study, proto, model, fid_lists, first_slot, waiting=0):
+def _add_trials(study, proto, model, fid_lists, first_slot, waiting=0, nll=None):
     space = get_model_class(model).search_space
     dists = distributions(space, proto.search)
     for i, fids in enumerate(fid_lists):
@@ -52,6 +53,11 @@ def _add_trials(study, proto, model, fid_lists, first_slot, waiting=0):
                         "protocol": {"standard": False, "extractor": {"extractor": "tiny-random-projection"},
                                      "n_real": 64, "n_fake": 64}}
                        for j, f in enumerate(finite)]
+        if nll is not None:
+            metric, values = nll
+            for evaluation, value in zip(evaluations, values[i]):
+                evaluation["metrics"].update({metric: value, f"{metric}_se": 0.01})
+                evaluation["protocol"]["nll"] = {"k": 1 if metric == "nll_bpd" else 16, "n": 64}
         attrs = {"slot": slot, "seed": slot, "role": study.user_attrs["bench"]["role"],
                  "status": "diverged" if diverged else "complete",
                  "best_fid": min(finite) if finite else None, "evaluations": evaluations,

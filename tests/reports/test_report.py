@@ -113,3 +113,25 @@ def test_report_renders_in_a_headless_browser(quick_run, tmp_path, which):
     pixels = np.asarray(Image.open(shot).convert("L"))
     assert pixels.shape == (2000, 1100)
     assert (pixels < 128).mean() > 0.005  # text and figures were drawn, not a blank page
+
+
+def test_a_real_quick_run_ranks_gans_vaes_pixelcnn_and_flows_in_one_table():
+    """Issue 6's acceptance on README command 1's run (all models, so vae, pixelcnn, realnvp and
+    ns_gan among them): one ranking table, every model by FID, the explicit ones also by NLL."""
+    if not os.environ.get("BENCH_QUICK_RUN"):
+        pytest.skip("BENCH_QUICK_RUN does not name the folder of README command 1 (.ci/run sets it)")
+    import pandas as pd
+
+    from bench import load_results
+    from bench.reports.tables import ranking
+
+    table = ranking(load_results(Path(os.environ["BENCH_QUICK_RUN"]))).set_index("model")
+    four = ["vae", "pixelcnn", "realnvp", "ns_gan"]
+    assert set(four) <= set(table.index) and table.loc[four, "fid_rank"].notna().all()
+    assert table.loc[["pixelcnn", "realnvp"], "nll_bpd_rank"].notna().all()
+    assert (table.loc[["pixelcnn", "realnvp"], "nll_bpd"] < 8).all()  # both learn something in 30 steps
+    assert pd.notna(table.loc["vae", "nll_nats_binarized_rank"])
+    assert pd.isna(table.loc["ns_gan", "nll_bpd_rank"]) and pd.isna(table.loc["ns_gan", "nll_nats_binarized_rank"])
+    run = Path(os.environ["BENCH_QUICK_RUN"])
+    write_report(run, draws=300)
+    assert "## Models ranked by FID and, where they have a likelihood, by NLL" in (run / "report" / "README.md").read_text()

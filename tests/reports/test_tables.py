@@ -164,3 +164,22 @@ def test_export_roundtrip(run, tmp_path):
     path, _ = export_results(out, "csv", tmp_path / "r.csv")
     assert pd.read_csv(path)["objective"].replace(np.inf, np.nan).sum() == pytest.approx(
         df["objective"].replace(np.inf, np.nan).sum())
+
+
+def test_ranking_by_fid_and_by_each_likelihood_apart(tmp_path):
+    """Four families in one table (the run of issue 6's acceptance): all ranked by FID, explicit
+    models also by their best NLL over every evaluation point, bits/dim and binarised nats apart."""
+    make_run(tmp_path, {"vae": [[90.0, 80.0], [85.0]], "pixelcnn": [[70.0], [75.0, 72.0]],
+                        "realnvp": [[60.0, 65.0], [95.0]], "ns_gan": [[50.0], [55.0]]},
+             nll={"vae": ("nll_nats_binarized", [[120.0, 110.0], [115.0]]),
+                  "pixelcnn": ("nll_bpd", [[3.0], [3.5, 2.5]]),  # best NLL is not at the best FID
+                  "realnvp": ("nll_bpd", [[4.0, 3.9], [4.5]])})
+    table = tables.ranking(load_results(tmp_path)).set_index("model")
+    assert table.index.tolist() == ["ns_gan", "realnvp", "pixelcnn", "vae"]
+    assert table["fid_rank"].tolist() == [1, 2, 3, 4] and table["best_fid"].tolist() == [50.0, 60.0, 70.0, 80.0]
+    assert table.loc["pixelcnn", "nll_bpd"] == 2.5 and table.loc["realnvp", "nll_bpd"] == 3.9
+    assert table.loc["pixelcnn", "nll_bpd_rank"] == 1 and table.loc["realnvp", "nll_bpd_rank"] == 2
+    assert table.loc["vae", "nll_nats_binarized"] == 110.0 and table.loc["vae", "nll_nats_binarized_rank"] == 1
+    assert table.loc["pixelcnn", "nll_bpd_k"] == 1 and table.loc["vae", "nll_nats_binarized_k"] == 16
+    assert pd.isna(table.loc["ns_gan", "nll_bpd_rank"]) and pd.isna(table.loc["ns_gan", "nll_nats_binarized_rank"])
+    assert pd.isna(table.loc["vae", "nll_bpd_rank"]) and pd.isna(table.loc["realnvp", "nll_nats_binarized_rank"])
