@@ -51,3 +51,24 @@ def published_table(results: pd.DataFrame, seeds: pd.DataFrame, summary: pd.Data
                      "ours_from": ours[2], "published_mean": published[0],
                      "published_std": np.nan if published[1] is None else published[1], "source": SOURCE})
     return pd.DataFrame(rows, columns=columns)
+
+
+# PROTOCOL §6's likelihood anchors: (dataset, metric, model, value, source). Larger networks
+# trained for days, so they orient a reader; they are not a ranking against the fixed architecture.
+LIKELIHOOD_ANCHORS = (
+    ("cifar10", "nll_bpd", "Gated PixelCNN", 3.03, "van den Oord et al. 2016"),
+    ("cifar10", "nll_bpd", "PixelCNN++", 2.92, "Salimans et al. 2017"),
+    ("cifar10", "nll_bpd", "RealNVP", 3.49, "Dinh et al. 2017"),
+    ("cifar10", "nll_bpd", "Glow", 3.35, "Kingma & Dhariwal 2018"),
+    ("mnist", "nll_nats_binarized", "VAE, one stochastic layer", 86.76, "Burda et al. 2016, dynamically binarised"),
+    ("mnist", "nll_nats_binarized", "IWAE, k = 50", 84.78, "Burda et al. 2016, dynamically binarised"),
+)
+
+
+def likelihood_anchors(results: pd.DataFrame) -> pd.DataFrame:
+    """The published likelihoods of the datasets and units that this run has NLLs in."""
+    columns = ["dataset", "metric", "model", "published", "source"]
+    have = {(d, m) for d in results["dataset"].unique() for m in ("nll_bpd", "nll_nats_binarized")
+            if m in results and results.loc[results["dataset"] == d, m].notna().any()}
+    rows = [dict(zip(columns, anchor)) for anchor in LIKELIHOOD_ANCHORS if anchor[:2] in have]
+    return pd.DataFrame(rows, columns=columns)

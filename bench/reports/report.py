@@ -24,7 +24,7 @@ from bench.files import atomic_write_bytes
 from bench.reports import render, tables
 from bench.reports.bootstrap import BUDGET_POINTS
 from bench.reports.plots import FIGURES
-from bench.reports.published import SOURCE, published_table
+from bench.reports.published import SOURCE, likelihood_anchors, published_table
 from bench.reports.results import find_runs, finished, load_results
 
 
@@ -105,6 +105,12 @@ def _sections(results: pd.DataFrame, draws: int) -> list[Section]:
                                    "trials on the test split (bits/dim on 8-bit data; binarised-image models in "
                                    "nats, ranked apart). _se: standard error over test images; _k: importance "
                                    "samples of the bound (1 for exact likelihoods).", _drop_constant(ranked)))
+        anchors = likelihood_anchors(results)
+        if len(anchors):
+            sections.insert(2, Section("likelihood_anchors", "Published likelihoods, for orientation",
+                                       "Quoted from the papers named (PROTOCOL §6), not measured here: larger networks "
+                                       "trained far longer than the fixed architecture's budget, so not a ranking. "
+                                       "Our binarised MNIST is one fixed draw, theirs is dynamic.", anchors))
     scored = checkpoint_likelihoods(results)
     if len(scored):
         sections.append(Section("likelihood_checkpoints", "Likelihoods scored from checkpoints (bench score --nll)",

@@ -68,6 +68,15 @@ def test_report_of_a_run_in_progress(tmp_path):
     assert re.search(r"2 of 5 trials finished", page)
 
 
+def test_report_puts_nll_ranks_beside_fid_and_quotes_published_likelihoods(tmp_path):
+    make_run(tmp_path, {"pixelcnn": [[70.0]], "realnvp": [[60.0]], "ns_gan": [[50.0]]}, dataset="cifar10",
+             nll={"pixelcnn": ("nll_bpd", [[3.9]]), "realnvp": ("nll_bpd", [[4.2]])})
+    page = (write_report(tmp_path, draws=100).out / "index.html").read_text()
+    ranking, anchors, models = (page.index(f"id='{key}'") for key in ("ranking", "likelihood_anchors", "models"))
+    assert models < ranking < anchors  # the NLL ranking right after the FID summary, the quotes after it
+    assert "nll_bpd_rank" in page and "PixelCNN++" in page and "not measured here" in page
+
+
 def test_report_and_export_refuse_a_folder_without_a_run(tmp_path):
     for args in (("report", str(tmp_path)), ("export", str(tmp_path)), ("export", str(tmp_path), "--format", "xlsx")):
         result = run_cli(*args)

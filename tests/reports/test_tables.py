@@ -183,3 +183,17 @@ def test_ranking_by_fid_and_by_each_likelihood_apart(tmp_path):
     assert table.loc["pixelcnn", "nll_bpd_k"] == 1 and table.loc["vae", "nll_nats_binarized_k"] == 16
     assert pd.isna(table.loc["ns_gan", "nll_bpd_rank"]) and pd.isna(table.loc["ns_gan", "nll_nats_binarized_rank"])
     assert pd.isna(table.loc["vae", "nll_bpd_rank"]) and pd.isna(table.loc["realnvp", "nll_nats_binarized_rank"])
+
+
+def test_published_likelihoods_only_for_the_datasets_and_units_measured(tmp_path):
+    from bench.reports.published import likelihood_anchors
+
+    make_run(tmp_path / "c", {"pixelcnn": [[70.0]], "ns_gan": [[50.0]]}, dataset="cifar10",
+             nll={"pixelcnn": ("nll_bpd", [[3.9]])})
+    anchors = likelihood_anchors(load_results(tmp_path / "c"))
+    assert set(anchors["model"]) == {"Gated PixelCNN", "PixelCNN++", "RealNVP", "Glow"}
+    assert (anchors["metric"] == "nll_bpd").all() and anchors["published"].min() == 2.92
+    make_run(tmp_path / "t", {"pixelcnn": [[70.0]]}, nll={"pixelcnn": ("nll_bpd", [[3.9]])})  # triangles
+    assert likelihood_anchors(load_results(tmp_path / "t")).empty
+    make_run(tmp_path / "m", {"vae": [[70.0]]}, dataset="mnist", nll={"vae": ("nll_nats_binarized", [[95.0]])})
+    assert set(likelihood_anchors(load_results(tmp_path / "m"))["published"]) == {86.76, 84.78}
