@@ -63,11 +63,10 @@ class DiscretizedLogisticVAE(VAE):
     """VAE with a discretised-logistic decoder on 8-bit data; samples are the decoder's means.
 
     The G body's last deconv gives 2C channels: C means (sigmoid) and C log-scales, so each pixel's
-    scale depends on z. A free per-pixel log-scale parameter was tried first: Adam moves a single
-    weight by about lr per step, so at the VAE's lr (5e-5) it needed ~10^5 steps to leave its
-    initial value, and a short run stayed above 8 bits/dim (10.5 after 100 steps on triangles).
-    The log-scale head starts near 0 (scale ≈ the [-1, 1] range), as PixelCNN++'s does; starting
-    it at −2 left 10.3 bits/dim after 100 steps at lr 5e-5, starting it at 0 left 2.4 (triangles).
+    scale depends on z (a free per-pixel parameter moves only about lr per Adam step: at the VAE's
+    lr of 5e-5 it would hardly leave its initial value). The log-scale starts near 0 (scale ≈ the
+    [-1, 1] range), as PixelCNN++'s does: starting it at −2 left 10.3 bits/dim after 100 steps on
+    triangles at lr 5e-5, starting it at 0 left 2.4.
     """
 
     likelihood = "discrete"
