@@ -191,11 +191,38 @@ def sample_grids(results: pd.DataFrame, out_dir: Path) -> Optional[Path]:
     return _save(fig, out_dir, "samples")
 
 
+NLL_UNITS = {"nll_bpd": "NLL (bits/dim)", "nll_nats_binarized": "NLL (nats, binarised images)"}
+
+
+def fid_vs_nll(results: pd.DataFrame, out_dir: Path) -> Optional[Path]:
+    """FID against NLL at every evaluation point of the explicit models: whether a better
+    likelihood comes with better samples (Theis et al. 2016 say it need not)."""
+    search = results[results["role"] == "search"] if "role" in results else results
+    units = [u for u in NLL_UNITS if u in search and search[u].notna().any()]
+    if not units or "fid" not in search:
+        return None
+    panels = [(key, unit, block.dropna(subset=[unit, "fid"]))
+              for key, block in search.groupby(["dataset", "protocol_id"], sort=False) for unit in units]
+    panels = [p for p in panels if not p[2].empty]
+    plt = _pyplot()
+    colors = _colors(dict.fromkeys(search["model"]))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.8 * len(panels), 4.0), squeeze=False)
+    for ax, ((dataset, pid), unit, block) in zip(axes[0], panels):
+        for model, group in block.groupby("model", sort=False):
+            ax.scatter(group[unit], group["fid"], s=14, alpha=0.75, label=model, color=colors[model])
+        ax.set_title(dataset if search["protocol_id"].nunique() == 1 else f"{dataset} (protocol {pid})")
+        ax.set_xlabel(NLL_UNITS[unit])
+        ax.set_ylabel("FID")
+        ax.legend(fontsize=7)
+    return _save(fig, out_dir, "fid_vs_nll")
+
+
 FIGURES = {
     "fid_distribution": ("FID of every trial", fid_distribution),
     "budget_curve": ("Minimum FID against budget (bootstrap mean ± 1 std)", budget_plot),
     "precision_recall": ("Precision against recall", precision_recall_plot),
     "fid_vs_learning_rate": ("FID against learning rate", learning_rate_plot),
     "training_curves": ("FID during training, best trial of each model", training_curves),
+    "fid_vs_nll": ("FID against NLL at every evaluation point of the explicit models", fid_vs_nll),
     "samples": ("Samples of each model's best trial at its best point", sample_grids),
 }

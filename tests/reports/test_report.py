@@ -38,10 +38,12 @@ def test_report_of_a_quick_run_has_every_table_and_figure(quick_run):
         assert f"id='{key}'" in page, key
         for ext in ("csv", "md", "tex"):
             assert (report / "tables" / f"{key}.{ext}").is_file()
-    for key in FIGURES:  # all six, the triangle precision/recall and the sample grids included
+    drawn = [key for key in FIGURES if key != "fid_vs_nll"]  # ns_gan and wgan have no likelihood
+    for key in drawn:  # the triangle precision/recall and the sample grids included
         assert f"id='fig-{key}'" in page, key
         assert (report / "figures" / f"{key}.png").is_file() and (report / "figures" / f"{key}.svg").is_file()
-    assert page.count("src='data:image/png;base64,") == len(FIGURES)  # self-contained
+    assert "id='fig-fid_vs_nll'" not in page
+    assert page.count("src='data:image/png;base64,") == len(drawn)  # self-contained
     assert "Non-standard feature extractor" in page and "triangles" in page
     readme = (report / "README.md").read_text()
     assert "![" in readme and "## Trials per model" in readme and "Non-standard" in readme
@@ -75,6 +77,7 @@ def test_report_puts_nll_ranks_beside_fid_and_quotes_published_likelihoods(tmp_p
     ranking, anchors, models = (page.index(f"id='{key}'") for key in ("ranking", "likelihood_anchors", "models"))
     assert models < ranking < anchors  # the NLL ranking right after the FID summary, the quotes after it
     assert "nll_bpd_rank" in page and "PixelCNN++" in page and "not measured here" in page
+    assert "id='fig-fid_vs_nll'" in page and (tmp_path / "report" / "figures" / "fid_vs_nll.svg").is_file()
 
 
 def test_report_and_export_refuse_a_folder_without_a_run(tmp_path):
@@ -107,12 +110,13 @@ def test_report_renders_in_a_headless_browser(quick_run, tmp_path, which):
     if which >= len(runs):
         pytest.skip("BENCH_QUICK_RUN does not name the folder of README command 1 (.ci/run sets it)")
     run = runs[which]
-    write_report(run, draws=300)
+    figures = write_report(run, draws=300).figures
+    assert len(figures) == len(FIGURES) - (which == 0)  # README command 1's run has explicit models
     page = (run / "report" / "index.html").resolve().as_uri()
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", f"--user-data-dir={tmp_path / 'profile'}"]
     dom = subprocess.run([browser, *flags, "--dump-dom", page], capture_output=True, text=True, timeout=120)
     assert dom.returncode == 0, dom.stderr[-2000:]
-    assert dom.stdout.count("<img") == len(FIGURES) and "Trials per model" in dom.stdout
+    assert dom.stdout.count("<img") == len(figures) and "Trials per model" in dom.stdout
     shot = tmp_path / "page.png"
     subprocess.run([browser, *flags, f"--screenshot={shot}", "--window-size=1100,2000", page],
                    capture_output=True, text=True, timeout=120)
