@@ -14,7 +14,7 @@ from typing import Optional
 
 import torch
 
-from bench.config import TrialConfig, resolve_device
+from bench.config import NLL_K, TrialConfig, resolve_device
 from bench.data import get_dataset
 from bench.errors import BenchError
 from bench.files import atomic_write_json
@@ -28,7 +28,7 @@ def score_checkpoint_nll(checkpoint_dir: Path, method: str, *, n: Optional[int] 
                          ais: Optional[dict] = None, device: str = "auto", data_root: Optional[Path] = None,
                          out: Optional[Path] = None) -> dict:
     from bench.metrics.metric_ais import AISSettings, ais_nll
-    from bench.metrics.metric_nll import NLL_K_DEFAULT, model_nll
+    from bench.metrics.metric_nll import model_nll
     from bench.models import build_model, get_model_class
 
     if method not in METHODS:
@@ -65,7 +65,7 @@ def score_checkpoint_nll(checkpoint_dir: Path, method: str, *, n: Optional[int] 
     images = reference.head(n).images
     try:
         if method == "bound":
-            metrics, protocol = model_nll(model, images, nll_k or NLL_K_DEFAULT)
+            metrics, protocol = model_nll(model, images, nll_k or NLL_K)
         else:
             result = ais_nll(model, images.float().div(255).to(torch_device), settings)
             metrics = {"ais_nll_nats": result.nll_nats, "ais_nll_nats_se": result.nll_nats_se,

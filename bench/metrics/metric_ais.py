@@ -35,6 +35,7 @@ from typing import Callable, Optional
 
 import torch
 
+from bench.metrics.metric_nll import NLLEstimate
 from bench.models.base import evaluating, frozen
 
 PRIORS = ("normal", "uniform")
@@ -180,8 +181,7 @@ def ais_log_likelihood(decode: Callable[[torch.Tensor], torch.Tensor], x: torch.
     const = -dims * (math.log(s.sigma) + 0.5 * math.log(2 * math.pi))  # β sums to 1: added once
     log_w = log_w.view(m, n) + const
     log_px = torch.logsumexp(log_w, 0) - math.log(m)
-    nll = -log_px
-    se = nll.std().item() / math.sqrt(n) if n > 1 else float("nan")
+    estimate = NLLEstimate.of(-log_px, m)
     protocol = {"method": "AIS (Wu et al. 2017)", "observation": "N(x; decode(z), sigma^2 I), x flattened",
                 "prior": "N(0, I)" if normal else "U[-1, 1]^d", "z_dim": z_dim, "dims": dims, "n": n,
                 "hmc": "unit mass" + ("" if normal else ", reflection at the box walls"),
@@ -190,7 +190,7 @@ def ais_log_likelihood(decode: Callable[[torch.Tensor], torch.Tensor], x: torch.
     rate = accepted.item() / (m * n * (s.steps - 1)) if s.steps > 1 else float("nan")
     if generator is not None:
         protocol["seed"] = "caller's generator"
-    return AISResult(log_px.cpu(), log_w.cpu(), nll.mean().item(), se, rate, protocol)
+    return AISResult(log_px.cpu(), log_w.cpu(), estimate.nats, estimate.standard_error, rate, protocol)
 
 
 def ais_nll(model, images: torch.Tensor, settings: AISSettings = AISSettings(), seed: Optional[int] = None,
@@ -210,8 +210,7 @@ def ais_nll(model, images: torch.Tensor, settings: AISSettings = AISSettings(), 
         for chunk in images.split(batch_size):
             parts.append(ais_log_likelihood(model.decode, chunk, model.z_dim, model.noise, s, gen, device))
     log_px, log_w = torch.cat([r.log_px for r in parts]), torch.cat([r.log_weights for r in parts], 1)
-    n = len(log_px)
-    se = log_px.std().item() / math.sqrt(n) if n > 1 else float("nan")
+    estimate, n = NLLEstimate.of(-log_px, s.chains), len(log_px)
     rate = sum(r.acceptance * len(r.log_px) for r in parts) / n
     protocol = {**parts[0].protocol, "n": n, "seed": s.seed, "batch_size": batch_size, "model": type(model).__name__}
-    return AISResult(log_px, log_w, -log_px.mean().item(), se, rate, protocol)
+    return AISResult(log_px, log_w, estimate.nats, estimate.standard_error, rate, protocol)

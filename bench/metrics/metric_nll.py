@@ -45,8 +45,18 @@ class NLLEstimate:
         convert = bits_per_dim_dequantized if dequantized else bits_per_dim_discrete
         return convert(self.nats, num_dims), self.standard_error / (num_dims * LN2)
 
-    def as_dict(self) -> dict:
-        return {"nll_nats": self.nats, "nll_nats_se": self.standard_error, "k": self.k, "n": self.n}
+    @classmethod
+    def of(cls, per_example: torch.Tensor, k: int) -> "NLLEstimate":
+        """The mean of per-example NLLs in nats, with its standard error over the examples."""
+        n = len(per_example)
+        se = per_example.std(unbiased=True).item() / math.sqrt(n) if n > 1 else float("nan")
+        return cls(per_example.mean().item(), se, k, n)
+
+
+def per_example_nll(log_weights: torch.Tensor) -> torch.Tensor:
+    """−log (1/k) Σ_i exp(log w_i) of each example (column) of log weights [k, N], in float64."""
+    lw = log_weights.to(torch.float64)
+    return -(torch.logsumexp(lw, dim=0) - math.log(lw.shape[0]))
 
 
 def importance_weighted_nll(log_weights: torch.Tensor) -> NLLEstimate:
@@ -56,16 +66,11 @@ def importance_weighted_nll(log_weights: torch.Tensor) -> NLLEstimate:
     """
     if log_weights.dim() != 2 or log_weights.shape[0] < 1 or log_weights.shape[1] < 1:
         raise ValueError(f"log_weights must be [k >= 1, N >= 1], got {tuple(log_weights.shape)}")
-    lw = log_weights.to(torch.float64)
-    k, n = lw.shape
-    per_example = -(torch.logsumexp(lw, dim=0) - math.log(k))
-    se = per_example.std(unbiased=True).item() / math.sqrt(n) if n > 1 else float("nan")
-    return NLLEstimate(per_example.mean().item(), se, k, n)
+    return NLLEstimate.of(per_example_nll(log_weights), log_weights.shape[0])
 
 
 LIKELIHOODS = ("discrete", "dequantized", "binarized")
 BINARIZE_SEED = 0  # binarised test images are one fixed Bernoulli draw: every checkpoint sees the same
-NLL_K_DEFAULT = 1000  # importance samples for a reported VAE number (PROTOCOL §5)
 K_CHUNK = 128  # importance samples per call, so that k = 1000 fits in memory at any batch size
 
 
@@ -103,11 +108,9 @@ def model_nll(model, images: torch.Tensor, k: int, seed: int = 0, batch: int = 6
                     break
             lw = torch.cat(rows)
             used_k = lw.shape[0]
-            per_example.append(-(torch.logsumexp(lw, dim=0) - math.log(used_k)).cpu())
-    nats = torch.cat(per_example)
-    n, dims = len(nats), int(images[0].numel())
-    se = nats.std(unbiased=True).item() / math.sqrt(n) if n > 1 else float("nan")
-    estimate = NLLEstimate(nats.mean().item(), se, used_k, n)
+            per_example.append(per_example_nll(lw).cpu())
+    estimate = NLLEstimate.of(torch.cat(per_example), used_k)
+    n, dims = estimate.n, int(images[0].numel())
     if kind == "binarized":
         metrics = {"nll_nats_binarized": estimate.nats, "nll_nats_binarized_se": estimate.standard_error}
     else:

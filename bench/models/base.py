@@ -95,6 +95,16 @@ class GenerativeModel(nn.Module):
         with evaluating(self):
             return self.decode(z)
 
+    def minimize(self, loss: torch.Tensor) -> None:
+        """One step of the default optimiser on `loss`, counted as a training step: the whole
+        update of a model trained on one objective (VAEs, PixelCNN, flows)."""
+        opt = self.optimizers()["model"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        self.steps += 1
+        self.g_steps += 1
+
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device

@@ -156,13 +156,8 @@ class PixelCNN(GenerativeModel):
         return (x * 255).round().clamp(0, 255).long()
 
     def train_step(self, real: Tensor, rng: torch.Generator) -> Dict[str, Tensor]:
-        opt = self.optimizers()["model"]
         loss = F.cross_entropy(self.logits(real), self.values(real))  # nats per dimension
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        self.steps += 1
-        self.g_steps += 1
+        self.minimize(loss)
         loss = loss.detach()
         return {"loss": loss, "bpd": loss / math.log(2.0)}
 

@@ -176,12 +176,7 @@ class RealNVP(GenerativeModel):
         return self.log_prob(self.dequantize(x, rng))[None]  # exact: one row whatever k
 
     def train_step(self, real: Tensor, rng: torch.Generator) -> Dict[str, Tensor]:
-        opt = self.optimizers()["model"]
         loss = -self.log_prob(self.dequantize(real, rng)).mean() / self.z_dim  # nats per dimension
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        self.steps += 1
-        self.g_steps += 1
+        self.minimize(loss)
         loss = loss.detach()
         return {"loss": loss, "bpd": loss / math.log(2) + 8}

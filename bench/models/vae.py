@@ -88,11 +88,6 @@ class VAE(GenerativeModel):
         return 1.0
 
     def train_step(self, real: Tensor, rng: torch.Generator) -> Dict[str, Tensor]:
-        opt = self.optimizers()["model"]
         terms = self.negative_elbo(real, rng)
-        opt.zero_grad(set_to_none=True)
-        terms["loss"].backward()
-        opt.step()
-        self.steps += 1
-        self.g_steps += 1
+        self.minimize(terms["loss"])
         return {k: v.detach() for k, v in terms.items()}

@@ -12,7 +12,7 @@ import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
 from bench.reports.results import finished
-from bench.reports.tables import best_trials, budget_curves, search_trials
+from bench.reports.tables import NLL_COLUMNS, best_trials, budget_curves, search_trials
 
 
 def _pyplot():
@@ -191,14 +191,11 @@ def sample_grids(results: pd.DataFrame, out_dir: Path) -> Optional[Path]:
     return _save(fig, out_dir, "samples")
 
 
-NLL_UNITS = {"nll_bpd": "NLL (bits/dim)", "nll_nats_binarized": "NLL (nats, binarised images)"}
-
-
 def fid_vs_nll(results: pd.DataFrame, out_dir: Path) -> Optional[Path]:
     """FID against NLL at every evaluation point of the explicit models: whether a better
     likelihood comes with better samples (Theis et al. 2016 say it need not)."""
     search = results[results["role"] == "search"] if "role" in results else results
-    units = [u for u in NLL_UNITS if u in search and search[u].notna().any()]
+    units = {u: label for u, label in NLL_COLUMNS if u in search and search[u].notna().any()}
     if not units or "fid" not in search:
         return None
     panels = [(key, unit, block.dropna(subset=[unit, "fid"]))
@@ -211,7 +208,7 @@ def fid_vs_nll(results: pd.DataFrame, out_dir: Path) -> Optional[Path]:
         for model, group in block.groupby("model", sort=False):
             ax.scatter(group[unit], group["fid"], s=14, alpha=0.75, label=model, color=colors[model])
         ax.set_title(dataset if search["protocol_id"].nunique() == 1 else f"{dataset} (protocol {pid})")
-        ax.set_xlabel(NLL_UNITS[unit])
+        ax.set_xlabel(f"NLL ({units[unit]})")
         ax.set_ylabel("FID")
         ax.legend(fontsize=7)
     return _save(fig, out_dir, "fid_vs_nll")

@@ -68,7 +68,9 @@ LIKELIHOOD_ANCHORS = (
 def likelihood_anchors(results: pd.DataFrame) -> pd.DataFrame:
     """The published likelihoods of the datasets and units that this run has NLLs in."""
     columns = ["dataset", "metric", "model", "published", "source"]
-    have = {(d, m) for d in results["dataset"].unique() for m in ("nll_bpd", "nll_nats_binarized")
+    from bench.reports.tables import NLL_COLUMNS
+
+    have = {(d, m) for d in results["dataset"].unique() for m, _ in NLL_COLUMNS
             if m in results and results.loc[results["dataset"] == d, m].notna().any()}
     rows = [dict(zip(columns, anchor)) for anchor in LIKELIHOOD_ANCHORS if anchor[:2] in have]
     return pd.DataFrame(rows, columns=columns)

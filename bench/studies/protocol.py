@@ -31,7 +31,7 @@ class RunProtocol:
     extractor: str
     match: str
     batch_size: int = BATCH_SIZE
-    nll_k: int = 1000  # explicit models' NLL: importance samples and test images per evaluation
+    nll_k: int = NLL_K  # explicit models' NLL: importance samples and test images per evaluation
     nll_n: int = 10000
 
     def to_dict(self) -> dict:
