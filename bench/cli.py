@@ -80,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="explicit models: importance samples of the NLL bound (default 1000)")
     train.add_argument("--nll-n", type=_positive_int,
                        help="explicit models: test images of the NLL (default: the evaluation split, up to 10000)")
+    train.add_argument("--numerics", default="float32", choices=["float32", "tf32"],
+                       help="float32 (default, as the study) or tf32: TF32 matmuls and convolutions on CUDA")
     _add_machine_options(train)
 
     score = commands.add_parser(
@@ -119,8 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dataset", required=True, help="dataset name or folder:PATH")
     run.add_argument("--budget", required=True, type=_positive_int, help="configurations per model")
     run.add_argument("--search", choices=["wide", "narrow"], help="search ranges (PROTOCOL §4; default: the preset's)")
-    run.add_argument("--seeds", type=_non_negative_int, default=0,
-                     help="retrain each model's best configuration with N further seeds (default 0)")
+    run.add_argument("--seeds", type=_non_negative_int,
+                     help="retrain each model's best configuration with N further seeds (default: the preset's; "
+                     "50 for paper, 0 for quick; --seeds 0 turns it off)")
     run.add_argument("--preset", default="paper", help="protocol preset: paper (the study's) or quick (a CPU smoke run)")
     run.add_argument("--steps", type=_positive_int, help="override the preset's training length")
     run.add_argument("--eval-every", type=_positive_int, help="override the preset's evaluation interval")
@@ -131,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--nll-k", type=_positive_int, help="explicit models: importance samples of the NLL bound "
                      "(default: the preset's; 1000 for the paper preset)")
     run.add_argument("--nll-n", type=_positive_int, help="explicit models: test images of the NLL (default: the preset's)")
+    run.add_argument("--numerics", choices=["float32", "tf32"],
+                     help="float32 (the presets', as the study) or tf32: TF32 matmuls and convolutions on CUDA")
     run.add_argument("--jobs", type=_positive_int, default=1, help="worker processes on this machine (default 1)")
     run.add_argument("--storage", help="study storage URL (default: a journal file in the run folder; "
                      "postgresql://... lets `bench worker` on other machines join)")
@@ -181,8 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
         "rank",
         help="train a model under an existing run's protocol and rank it against the run's models",
         description="Run BUDGET configurations of the model under the exact protocol stored in DIR (refused, "
-        "with the reason, when that is impossible), then print each model's bootstrap mean of the minimum FID "
-        "among BUDGET trials with its 95%% interval, and the probability that the new model beats each.",
+        "with the reason, when that is impossible), then print each model's bootstrap mean of the best score "
+        "(minimum FID; maximum triangle F1 on triangles) among BUDGET trials with its 95%% interval, and the "
+        "probability that the new model beats each.",
     )
     rank.add_argument("--model", required=True, help="FILE.py:Class or a registered name")
     rank.add_argument("--dataset", required=True, help="the dataset of the run in --against")
@@ -242,6 +248,7 @@ def _cmd_list(args) -> int:
 
 def _cmd_train(args) -> int:
     from bench.config import RunOptions, make_trial_config, parse_assignments
+    from bench.scores import score_for
     from bench.textfmt import format_table
     from bench.train import run_trial
 
@@ -256,6 +263,7 @@ def _cmd_train(args) -> int:
         extractor=args.extractor,
         nll_k=args.nll_k,
         nll_n=args.nll_n,
+        numerics=args.numerics,
     )
     out = args.out or Path("runs") / "train" / f"{_slug(config.model)}-{_slug(config.dataset)}-seed{config.seed}"
     options = RunOptions(out=out, device=args.device, data_root=args.data_root,
@@ -269,9 +277,12 @@ def _cmd_train(args) -> int:
         print(f"{out}: this trial is already {result.status}; nothing to do")
     print(format_table(rows))
     if result.status == "diverged":
-        print(f"status: diverged at step {result.diverged_at_step} (recorded in {out / 'trial.json'})")
+        best = "" if result.score is None else f"; its score is its best point before: {result.score:.4g}"
+        print(f"status: diverged at step {result.diverged_at_step} (recorded in {out / 'trial.json'}){best}")
     else:
-        print(f"status: {result.status}; best FID {result.best_fid:.3f}" if result.best_fid is not None else f"status: {result.status}")
+        score = score_for(config.dataset)
+        print(f"status: {result.status}; best {score.label} {result.score:.4g}" if result.score is not None
+              else f"status: {result.status}; no {score.label} was measured")
     print(f"records: {out / 'evals.jsonl'}")
     return 0
 
@@ -325,7 +336,7 @@ def _cmd_score_nll(args) -> int:
 
 
 def _cmd_run(args) -> int:
-    from bench.studies.protocol import resolve_protocol
+    from bench.studies.protocol import preset_seeds, resolve_protocol
     from bench.studies.run import RunRequest, parse_models, run_study
     from bench.studies.status import status_rows
     from bench.textfmt import format_table
@@ -334,10 +345,12 @@ def _cmd_run(args) -> int:
 
     protocol = resolve_protocol(args.dataset, args.preset, search=args.search, steps=args.steps,
                                 eval_every=args.eval_every, eval_samples=args.eval_samples,
-                                extractor=args.extractor, match=args.match, nll_k=args.nll_k, nll_n=args.nll_n)
+                                extractor=args.extractor, match=args.match, nll_k=args.nll_k, nll_n=args.nll_n,
+                                numerics=args.numerics)
     models = parse_models(args.model, get_dataset(protocol.dataset).info.image_shape)
     out = args.out or Path("runs") / _slug(args.dataset)
-    request = RunRequest(models=models, protocol=protocol, budget=args.budget, out=out, seeds=args.seeds,
+    seeds = preset_seeds(args.preset) if args.seeds is None else args.seeds
+    request = RunRequest(models=models, protocol=protocol, budget=args.budget, out=out, seeds=seeds,
                          jobs=args.jobs, storage=args.storage, device=args.device, data_root=args.data_root,
                          inception_weights=args.inception_weights, force=args.force, progress=not args.no_progress)
     run_study(request)
@@ -346,7 +359,7 @@ def _cmd_run(args) -> int:
     failed = sum(r["failed"] for r in rows)
     print(f"run folder: {out}" + (f"; {failed} trial(s) failed: see error.log in their folders, "
                                   "and rerun the same command to retry them" if failed else
-                                  f"; tables, rankings by FID and NLL, figures: bench report {out}"))
+                                  f"; tables, rankings, figures: bench report {out}"))
     return 1 if failed else 0
 
 
@@ -369,7 +382,7 @@ def _cmd_worker(args) -> int:
     def report(item):
         if not args.quiet:
             value = f"{item.value:.2f}" if item.value is not None else "-"
-            print(f"{item.model} slot {item.slot}: {item.status}, fid {value}", flush=True)
+            print(f"{item.model} slot {item.slot}: {item.status}, {item.score_name} {value}", flush=True)
 
     count = run_worker(url, list(dict.fromkeys(names)), out, device=args.device, data_root=args.data_root,
                        inception_weights=args.inception_weights, progress=not args.no_progress, on_finished=report)
@@ -379,14 +392,18 @@ def _cmd_worker(args) -> int:
 
 
 def _cmd_status(args) -> int:
+    from bench.scores import score_for
     from bench.studies.status import status_rows
     from bench.textfmt import format_table
 
     record, rows = status_rows(args.dir)
     p = record["protocol"]
     budgets = sorted(set(record["budgets"].values()))
+    score = score_for(p["dataset"])
     print(f"{args.dir}: {p['dataset']}, budget {'/'.join(map(str, budgets))} per model, {p['search']} search, {p['steps']} steps, "
-          f"{p['eval_samples']} samples per evaluation ({p['extractor']}), match {p['match']}")
+          f"{p['eval_samples']} samples per evaluation ({p['extractor']}), match {p['match']}, "
+          f"{p.get('numerics', 'float32')} numerics, {record.get('seeds', 0)} seed re-runs; scored by "
+          f"{'maximum' if score.maximize else 'minimum'} {score.label}")
     print(format_table(rows))
     return 0
 
@@ -410,12 +427,15 @@ def _cmd_export(args) -> int:
 
 def _cmd_rank(args) -> int:
     from bench.reports.rank import rank_model
+    from bench.scores import score_for
     from bench.textfmt import format_table
 
     ranking = rank_model(args.model, args.dataset, args.budget, args.against, jobs=args.jobs, device=args.device,
                          data_root=args.data_root, inception_weights=args.inception_weights,
                          progress=not args.no_progress, draws=args.draws)
-    print(f"ranking at budget {ranking.budget} (bootstrap mean of the minimum FID among {ranking.budget} trials):")
+    score = score_for(args.dataset)
+    print(f"ranking at budget {ranking.budget} (bootstrap mean of the {'maximum' if score.maximize else 'minimum'} "
+          f"{score.label} among {ranking.budget} trials):")
     print(format_table(ranking.table.to_dict("records")))
     for note in ranking.notes:
         print(f"note: {note}")

@@ -32,6 +32,7 @@ class TrialConfig:
     # (0 for implicit models, which have no likelihood to evaluate).
     nll_k: int = 0
     nll_n: int = 0
+    numerics: str = "float32"  # bench/numerics.py: the floating-point flags it trains under
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -120,6 +121,7 @@ def make_trial_config(
     base_hparams: Optional[dict] = None,
     nll_k: Optional[int] = None,
     nll_n: Optional[int] = None,
+    numerics: str = "float32",
 ) -> TrialConfig:
     """Validate names and numbers and fill the study's defaults for the dataset (PROTOCOL §3)."""
     from bench.data import get_dataset
@@ -142,6 +144,9 @@ def make_trial_config(
         seed = int(seed)
     except (TypeError, ValueError):
         raise BenchError(f"--seed must be an integer, got {seed!r}") from None
+    from bench.numerics import numerics_named
+
+    numerics_named(numerics)  # one line for an unknown name
     hparams = model_cls.search_space.resolve(overrides, base=base_hparams)
     nll_k, nll_n = nll_settings(model_cls, info, nll_k, nll_n)
     return TrialConfig(
@@ -155,6 +160,7 @@ def make_trial_config(
         extractor=extractor,
         nll_k=nll_k,
         nll_n=nll_n,
+        numerics=numerics,
     )
 
 

@@ -3,7 +3,9 @@
 `bench train` calls `run_trial`; so does every trial of a study. The loop knows nothing about
 model families: a model's `train_step` does the updates (bench/models/gan.py holds the GANs'
 step, bench/models/losses.py their losses); the loop feeds batches, watches for divergence,
-evaluates, and writes the trial folder (bench/trial_folder.py) as it goes.
+evaluates, and writes the trial folder (bench/trial_folder.py) as it goes, all under the trial's
+numerics (bench/numerics.py). A trial stops at its first non-finite loss or sample; its score
+(bench/scores.py) is still its best point before that.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from bench.files import atomic_write
 from bench.loss_monitor import LossMonitor
 from bench.metrics.metric_nll import model_nll
 from bench.models import build_model
+from bench.numerics import Numerics, numerics_named
+from bench.scores import FID, score_for
 from bench.trial_folder import FINISHED, TrialFolder, now
 
 CHECK_EVERY = 50  # steps between bulk reads of the losses (divergence check, progress)
@@ -47,11 +51,14 @@ class TrialResult:
     already_finished: bool = False
 
     @property
+    def score(self) -> Optional[float]:
+        """The trial's score (bench/scores.py): its best point, also before a divergence; None
+        where no point has one."""
+        return score_for(self.config.dataset).of_records(self.evaluations)
+
+    @property
     def best_fid(self) -> Optional[float]:
-        """The study's score of a trial: its minimum FID over the evaluation points."""
-        fids = [r["metrics"].get("fid") for r in self.evaluations]
-        fids = [f for f in fids if f is not None and math.isfinite(f)]
-        return min(fids) if fids else None
+        return FID.of_records(self.evaluations)
 
 
 def run_trial(config: TrialConfig, options: RunOptions, on_step: Optional[Callable[[int], None]] = None) -> TrialResult:
@@ -144,6 +151,11 @@ class _Trial:
         return int(checkpoint["step"])
 
     def run(self, on_step) -> TrialResult:
+        """Train and evaluate under the trial's numerics; the caller's flags are back afterwards."""
+        with numerics_named(self.config.numerics).applied():
+            return self._run(on_step)
+
+    def _run(self, on_step) -> TrialResult:
         config = self.config
         points = config.evaluation_steps()
         self._write_state("running")
@@ -212,11 +224,17 @@ class _Trial:
             "hparams": config.hparams,
             "config": config.to_dict(),
             "protocol": protocol,
+            "numerics": self._numerics(),
             "time": now(),
             **self.run_info,
         })
         self.recorded.add(self.step)
         return True
+
+    def _numerics(self) -> dict:
+        """The flags in force while this trial trains (read back, not what was asked for)."""
+        dtype = next((str(p.dtype).replace("torch.", "") for p in self.model.parameters()), "float32")
+        return Numerics.current(dtype).to_dict()
 
     def _clock(self) -> dict:
         return {"train_seconds": round(self.train_seconds, 3), "eval_seconds": round(self.eval_seconds, 3)}
@@ -235,7 +253,7 @@ class _Trial:
 
     def _write_state(self, status: str, **extra) -> dict:
         return self.folder.write_state(self.config, status, steps_done=self.step, compute=self._compute(),
-                                       resumes=self.resumes, **self.run_info, **extra)
+                                       resumes=self.resumes, numerics=self._numerics(), **self.run_info, **extra)
 
     def _finish(self, status: str, **extra) -> TrialResult:
         self._write_state(status, **extra)

@@ -49,6 +49,7 @@ class DatasetInfo:
     splits: tuple[str, ...] = ("train", "reference")
     reference_size: int = 10_000
     note: str = ""
+    score: str = "fid"  # the metric trials are ranked by (bench/scores.py): FID, or triangle F1
 
 
 @dataclass(frozen=True)

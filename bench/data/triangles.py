@@ -58,6 +58,7 @@ INFO = DatasetInfo(
     eval_every=3_906,
     splits=("train", "reference", "holdout"),
     reference_size=10_000,
+    score="tri_f1",  # the study judged its convex-polygon experiment by precision, recall and F1
     note="80k generated convex polygons (n=3, min segment angle 20°, study rotation quirk ≤6.3°), "
     f"seed 0, generator v{VERSION}; train 60k / reference 10k / holdout 10k",
 )

@@ -90,6 +90,7 @@ class SampleEvaluator:
         return {
             "metrics": list(self.metrics) + (["triangle_pr"] if self.triangle_pr is not None else []),
             "extractor": self.extractor.protocol(),
+            "feature_numerics": self.extractor.numerics.to_dict(),
             "standard": self.extractor.standard,
             "dataset": self.dataset_name,
             "reference": self.reference.description,

@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from bench.numerics import FEATURES, Numerics
+
 
 class FeatureExtractor(torch.nn.Module):
     """A network mapping float images [N, 3, H, W] with values in [0, 255] to features.
@@ -25,6 +27,9 @@ class FeatureExtractor(torch.nn.Module):
     feature_dim: int = 0
     has_logits: bool = False
     standard: bool = True  # False for test-only extractors: tables mark their numbers non-standard
+    # Flags in force while features are extracted (bench/numerics.py): true float32, whatever the
+    # caller trains with, so that reference statistics and FIDs never depend on TF32.
+    numerics: Numerics = FEATURES
 
     def protocol(self) -> dict:
         """JSON-serialisable description of everything that changes the features (weights, resize, input)."""
@@ -53,6 +58,7 @@ def extract_features(
     samples). Floats are multiplied by 255 and NOT quantised (PROTOCOL §5, as compare_gan fed its
     generator's output), nor clamped. One-channel images are repeated to three. Batches are
     moved to the extractor's device before conversion, so uint8 data crosses the bus at 1 byte/px.
+    The network runs under `extractor.numerics`; the caller's flags are restored afterwards.
     """
     images = torch.as_tensor(images)
     if images.dim() != 4 or images.shape[1] not in (1, 3):
@@ -68,8 +74,9 @@ def extract_features(
         raise ValueError(f"extractor is on {extractor.device}, not {device}: build it with get_extractor(..., device=...)")
 
     chunks: dict[str, list] = {}
-    with torch.inference_mode(), tqdm(total=len(images), desc=f"features ({extractor.name})", unit="img",
-                                      disable=not progress, file=sys.stderr, dynamic_ncols=True) as bar:
+    bar = tqdm(total=len(images), desc=f"features ({extractor.name})", unit="img", disable=not progress,
+               file=sys.stderr, dynamic_ncols=True)
+    with torch.inference_mode(), extractor.numerics.applied(), bar:
         for batch in images.split(batch_size):
             x = batch.to(device, non_blocking=True).to(torch.float32) * scale
             if x.shape[1] == 1:

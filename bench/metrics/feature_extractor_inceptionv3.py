@@ -83,8 +83,9 @@ class InceptionV3(FeatureExtractor):
     def forward(self, x: torch.Tensor) -> dict:
         x = interpolate_bilinear_2d_like_tensorflow1x(x.to(torch.float32), size=(299, 299), align_corners=False)
         x = ((x - 128) / 128).contiguous(memory_format=torch.channels_last)  # bit-exact with (x - 128) * 0.0078125
-        # TF32 convolutions (cuDNN's default on Ampere and later) would move FID by more than its tolerance.
-        with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
+        # TF32 convolutions (cuDNN's default on Ampere and later) would move FID by more than its
+        # tolerance: true float32 here even when called outside `extract_features`.
+        with self.numerics.applied():
             for block in _BLOCKS:
                 x = getattr(self.net, block)(x)
         features = torch.flatten(x, 1)

@@ -114,17 +114,21 @@ def _load_from_file(spec: str) -> Type:
     if not path.is_file():
         raise BenchError(f"model file {path} does not exist (expected FILE.py:Class)")
     module_name = f"bench_plugin_{re.sub(r'[^0-9a-zA-Z_]', '_', str(path.resolve()))}"
-    loaded = getattr(sys.modules.get(module_name), class_name, None)
-    if loaded is not None and loaded.__dict__.get("source"):
-        return loaded  # executed once per process: a second run would register a second class
-    module_spec = importlib.util.spec_from_file_location(module_name, path)
-    module = importlib.util.module_from_spec(module_spec)
-    sys.modules[module_name] = module
-    try:
-        module_spec.loader.exec_module(module)
-    except Exception as exc:
-        raise BenchError(f"model file {path} failed to import: {type(exc).__name__}: {exc}") from None
+    # A file is executed once per process, whichever of its classes is asked for first: executing
+    # it again would make new classes under names its first classes already registered.
+    module = sys.modules.get(module_name)
+    if module is None:
+        module_spec = importlib.util.spec_from_file_location(module_name, path)
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[module_name] = module
+        try:
+            module_spec.loader.exec_module(module)
+        except Exception as exc:
+            del sys.modules[module_name]
+            raise BenchError(f"model file {path} failed to import: {type(exc).__name__}: {exc}") from None
     cls = getattr(module, class_name, None)
+    if cls is not None and cls.__dict__.get("source"):
+        return cls
     if cls is None:
         found = [n for n, v in vars(module).items() if inspect.isclass(v) and v.__module__ == module_name]
         raise BenchError(f"model file {path} has no class {class_name!r}"

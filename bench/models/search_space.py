@@ -75,18 +75,29 @@ class SearchSpace:
     """Author defaults (sample #0 of every search) and the wide/narrow random-search ranges.
 
     Every key of `defaults` must appear in both ranges, so a sampled configuration is always
-    complete and of the same types as the defaults.
+    complete and of the same types as the defaults. `narrow_defaults` overrides some defaults in
+    the narrow search's slot 0, where the study's own code does (its VAE turns the encoder's
+    batch norm off there).
     """
 
     defaults: Mapping[str, Any]
     wide: Mapping[str, Param] = field(default_factory=dict)
     narrow: Mapping[str, Param] = field(default_factory=dict)
+    narrow_defaults: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
         for name, space in (("wide", self.wide), ("narrow", self.narrow)):
             if set(space) != set(self.defaults):
                 missing = sorted(set(self.defaults) ^ set(space))
                 raise ValueError(f"{name} search space and defaults disagree on {missing}")
+        unknown = sorted(set(self.narrow_defaults) - set(self.defaults))
+        if unknown:
+            raise ValueError(f"narrow defaults name hyperparameters the space lacks: {unknown}")
+
+    def defaults_for(self, which: str) -> dict:
+        """Slot 0 of a `which` search: the author defaults of that range."""
+        self.ranges(which)
+        return {**self.defaults, **(self.narrow_defaults if which == "narrow" else {})}
 
     def ranges(self, which: str) -> Mapping[str, Param]:
         if which not in ("wide", "narrow"):

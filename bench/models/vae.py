@@ -1,8 +1,14 @@
 """The study's VAE: Gaussian encoder on the D body, Bernoulli decoder on the G body with ReLU (PROTOCOL §1-2).
 
-−ELBO = Σ_pixels BCE(x, decoder(z)) + KL(q(z|x) ‖ N(0, I)), batch mean, one Adam over all weights.
+Training loss as compare_gan v1 (`gans/VAE.py`): the Bernoulli reconstruction term summed over
+height and width and averaged over batch *and channels*, plus KL(q(z|x) ‖ N(0, I)) summed over z
+and averaged over the batch; one Adam over all weights. On RGB data the reconstruction term is
+thus a third of the true −log p(x|z), and the KL term three times stronger than in the ELBO; the
+likelihood the VAE reports (`log_weights`) is the true sum over every dimension all the same.
 The decoder's output is clipped to [1e-8, 1 − 1e-8] and σ = 1e-6 + softplus(·), as compare_gan.
-Samples are the decoder's Bernoulli means, as in the study.
+The encoder's batch norm follows the searched switch `encoder_batch_norm` (v1's
+`discriminator_batchnorm`: on by default, searched in both ranges, off in the narrow range's
+defaults). Samples are the decoder's Bernoulli means, as in the study.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import torch.nn.functional as F
 from bench.models.architecture import Discriminator, Generator, count_parameters
 from bench.models.base import GenerativeModel
 from bench.models.registry import register_model
-from bench.models.search_space import adam_search_space
+from bench.models.search_space import Choice, SearchSpace, adam_search_space
 
 Tensor = torch.Tensor
 LOG_2PI = math.log(2 * math.pi)
@@ -33,6 +39,15 @@ def gaussian_kl(mu: Tensor, sigma: Tensor) -> Tensor:
     return 0.5 * (mu.square() + sigma.square() - torch.log(1e-8 + sigma.square()) - 1).sum(1)
 
 
+def vae_search_space(**extra) -> SearchSpace:
+    """v1's VAE ranges (`params.py`, VAEHyperParams): lr 5e-5 and β1 0.5 by default on the shared
+    Adam ranges, the encoder's batch norm searched in both ranges, its default on in the wide range
+    and off in the narrow one; plus a model's own entries as (default, wide, narrow)."""
+    space = adam_search_space(lr=5e-5, beta1=0.5, narrow_beta1=0.5,
+                              encoder_batch_norm=(True, Choice((True, False)), Choice((True, False))), **extra)
+    return SearchSpace(space.defaults, space.wide, space.narrow, narrow_defaults={"encoder_batch_norm": False})
+
+
 @register_model("vae")
 class VAE(GenerativeModel):
     """Variational autoencoder with a Bernoulli decoder (Kingma & Welling 2014)."""
@@ -43,13 +58,15 @@ class VAE(GenerativeModel):
     # images (PROTOCOL §5), though it trains on gray values as the study did.
     likelihood = "binarized"
     noise = "normal"
-    # The study searched only lr and β1 for the VAE; the encoder keeps the D body's batch norm
-    # on (compare_gan's VAE follows its discriminator_batchnorm flag; its default is on).
-    search_space = adam_search_space(lr=5e-5, beta1=0.5, narrow_beta1=0.5)
+    search_space = vae_search_space()
+    # v1 averages the reconstruction term over channels (see the module docstring); a model whose
+    # training objective is the bound it reports (vae_dl) sets this False.
+    channel_mean_reconstruction: bool = True
 
     def __init__(self, image_shape, hparams=None):
         super().__init__(image_shape, hparams)
-        self.encoder = Discriminator(self.image_shape, batch_norm=True, out_dim=2 * self.z_dim)
+        self.encoder = Discriminator(self.image_shape, batch_norm=self.hparams["encoder_batch_norm"],
+                                     out_dim=2 * self.z_dim)
         self.decoder = Generator(self.image_shape, self.z_dim, activation="relu")
 
     def parameter_counts(self) -> Dict[str, int]:
@@ -63,9 +80,13 @@ class VAE(GenerativeModel):
         return self.decoder(z)
 
     def negative_elbo(self, x: Tensor, rng: torch.Generator) -> Dict[str, Tensor]:
+        """The training loss and its terms, batch means; `recon` is per channel where
+        `channel_mean_reconstruction` (v1's form), the whole −log p(x|z) otherwise."""
         mu, sigma = self.encode(x)
         z = mu + sigma * torch.randn(mu.shape, generator=rng, device=mu.device)
         recon = self.reconstruction_nll(x, self.decoder(z)).mean()
+        if self.channel_mean_reconstruction:
+            recon = recon / x.shape[1]  # Σ over (C, H, W) / C = the mean over channels of Σ over (H, W)
         kl = gaussian_kl(mu, sigma).mean()
         return {"loss": recon + self.kl_weight() * kl, "recon": recon, "kl": kl}
 

@@ -1,22 +1,27 @@
-"""The study's budget curve (PROTOCOL §4): the minimum FID among k trials drawn with replacement.
+"""The study's budget curve (PROTOCOL §4): the best score among k trials drawn with replacement.
 
 For each model one matrix of draws is made, `rng.integers(0, n, size=(draws, max(K, n)))` with
-`rng = np.random.default_rng([seed, crc32(model)])` for n finished trials, and the running minimum along each row
-gives the budget-k minimum for every k at once. Sharing the draws across k makes every row, and so
-the mean, non-increasing in k (independent draws per k would make the curve wobble upwards), and
+`rng = np.random.default_rng([seed, crc32(model)])` for n finished trials, and the running best
+along each row gives the budget-k best for every k at once. Sharing the draws across k makes every
+row, and so the mean, monotone in k (independent draws per k would make the curve wobble), and
 seeding per model makes a model's curve independent of which other models are in the table.
 
-Diverged trials have an infinite score. A draw in which every chosen trial diverged has an infinite
-minimum; the statistics are taken over the draws with a finite minimum, and the share of all-diverged
-draws is reported beside them (`all_diverged`), so that nothing infinite is averaged silently.
+Scores go in as values (FID, or triangle F1) with NaN for a trial that has no score; the work is
+done on keys (bench/scores.py: lower is better, no score = +inf), so one code path serves both
+directions. A draw in which no drawn trial has a score has no best; the statistics are taken over
+the draws that have one, and the share of the others is reported beside them (`no_score`), so that
+nothing infinite is averaged silently.
 """
 
 from __future__ import annotations
 
 import zlib
+from typing import Optional
 
 import numpy as np
 import pandas as pd
+
+from bench.scores import FID, Score
 
 BUDGET_POINTS = (1, 5, 10, 20, 50, 100)
 DRAWS = 5000
@@ -26,26 +31,46 @@ def model_rng(seed: int, model: str) -> np.random.Generator:
     return np.random.default_rng([int(seed), zlib.crc32(model.encode())])
 
 
-def min_draws(scores, max_k: int, draws: int = DRAWS, seed: int = 0, model: str = "") -> np.ndarray:
-    """[draws, max_k]: entry (b, k-1) is the minimum of the first k trials of draw b."""
-    scores = np.asarray(scores, dtype=float)
-    if scores.ndim != 1 or len(scores) == 0:
+def best_draws(keys, max_k: int, draws: int = DRAWS, seed: int = 0, model: str = "") -> tuple[np.ndarray, np.ndarray]:
+    """([draws, max_k] running minimum of the keys of the first k trials of draw b,
+    [draws, max_k] index of the trial holding it: the lowest-numbered among equal keys)."""
+    keys = np.asarray(keys, dtype=float)
+    if keys.ndim != 1 or len(keys) == 0:
         raise ValueError("the budget curve needs at least one finished trial")
     if max_k < 1:
         raise ValueError(f"budget k must be at least 1, got {max_k}")
     # Always at least n columns, so that every table and curve of a model reads the same draws.
-    index = model_rng(seed, model).integers(0, len(scores), size=(draws, max(max_k, len(scores))))
-    return np.minimum.accumulate(scores[index], axis=1)[:, :max_k]
+    index = model_rng(seed, model).integers(0, len(keys), size=(draws, max(max_k, len(keys))))[:, :max_k]
+    # Rank trials by key (stable), so the running minimum of ranks names the winning trial too.
+    order = np.argsort(keys, kind="stable")
+    rank = np.empty(len(keys), dtype=np.int64)
+    rank[order] = np.arange(len(keys))
+    best_rank = np.minimum.accumulate(rank[index], axis=1)
+    winner = order[best_rank]
+    return keys[winner], winner
 
 
-def budget_curve(scores, max_k: int, draws: int = DRAWS, seed: int = 0, model: str = "") -> pd.DataFrame:
-    """k, mean, std, 2.5 and 97.5 percentiles (lo, hi) of the budget-k minimum, k = 1 … max_k."""
-    mins = min_draws(scores, max_k, draws, seed, model)
+def min_draws(keys, max_k: int, draws: int = DRAWS, seed: int = 0, model: str = "") -> np.ndarray:
+    """[draws, max_k]: entry (b, k-1) is the minimum key of the first k trials of draw b."""
+    return best_draws(keys, max_k, draws, seed, model)[0]
+
+
+def budget_curve(scores, max_k: int, draws: int = DRAWS, seed: int = 0, model: str = "", score: Score = FID,
+                 companions: Optional[dict] = None) -> pd.DataFrame:
+    """k, mean, std, 2.5 and 97.5 percentiles (lo, hi) of the budget-k best score, k = 1 … max_k,
+    and `no_score`; for each of `companions` (name -> per-trial values, e.g. the precision at each
+    trial's best-F1 point) the mean over draws of the winning trial's value."""
+    values = np.asarray(scores, dtype=float)
+    keys, winner = best_draws(score.key(values), max_k, draws, seed, model)
     rows = []
     for k in range(1, max_k + 1):
-        column = mins[:, k - 1]
-        finite = column[np.isfinite(column)]
-        stats = (finite.mean(), finite.std(), *np.percentile(finite, [2.5, 97.5])) if len(finite) else (np.nan,) * 4
-        rows.append({"k": k, "mean": stats[0], "std": stats[1], "lo": stats[2], "hi": stats[3],
-                     "all_diverged": 1.0 - len(finite) / draws, "trials": len(scores)})
+        has = np.isfinite(keys[:, k - 1])
+        best = score.unkey(keys[has, k - 1])
+        stats = (best.mean(), best.std(), *np.percentile(best, [2.5, 97.5])) if has.any() else (np.nan,) * 4
+        row = {"k": k, "mean": stats[0], "std": stats[1], "lo": stats[2], "hi": stats[3],
+               "no_score": 1.0 - has.mean(), "trials": len(values)}
+        for name, per_trial in (companions or {}).items():
+            chosen = np.asarray(per_trial, dtype=float)[winner[has, k - 1]]
+            row[name] = np.nanmean(chosen) if np.isfinite(chosen).any() else np.nan
+        rows.append(row)
     return pd.DataFrame(rows)

@@ -11,8 +11,9 @@ import pandas as pd
 
 from matplotlib.ticker import MaxNLocator
 
-from bench.reports.results import finished
-from bench.reports.tables import NLL_COLUMNS, best_trials, budget_curves, search_trials
+from bench.reports.results import finished, score_keys
+from bench.reports.tables import NLL_COLUMNS, best_trials, budget_curves, search_trials, trial_scores
+from bench.scores import score_for
 
 
 def _pyplot():
@@ -53,43 +54,57 @@ def _colors(models) -> dict:
     return {m: cmap(i % 10) for i, m in enumerate(models)}
 
 
-def fid_distribution(results: pd.DataFrame, out_dir: Path) -> Optional[Path]:
-    """Each model's trial FIDs (box + points), as the study's wide-search figure."""
+def score_distribution(results: pd.DataFrame, out_dir: Path) -> Optional[Path]:
+    """Each model's trial scores (box + points), as the study's wide-search figure."""
     trials = search_trials(results)
-    trials = trials[finished(trials["status"]) & np.isfinite(trials["objective"].astype(float))]
+    trials = trials[finished(trials["status"])]
+    trials = trials[np.isfinite(score_keys(trials))]
     if trials.empty:
         return None
     plt = _pyplot()
     fig = None
     for fig, ax, block in _panels(trials, plt):
+        score = score_for(block["dataset"].iloc[0])
         models = list(dict.fromkeys(block["model"]))
-        data = [block.loc[block["model"] == m, "objective"].astype(float).to_numpy() for m in models]
+        data = [block.loc[block["model"] == m, score.metric].astype(float).to_numpy() for m in models]
         ax.boxplot(data, showfliers=False, widths=0.6)
         for i, values in enumerate(data, start=1):
             jitter = np.random.default_rng(i).uniform(-0.15, 0.15, len(values))
             ax.scatter(i + jitter, values, s=10, alpha=0.6, color="tab:blue", zorder=3)
         ax.set_xticks(range(1, len(models) + 1), models, rotation=30, ha="right")
-        ax.set_ylabel("FID (minimum over evaluation points)")
-    return _save(fig, out_dir, "fid_distribution")
+        ax.set_ylabel(f"{score.label} ({'maximum' if score.maximize else 'minimum'} over evaluation points)")
+    return _save(fig, out_dir, "score_distribution")
 
 
 def budget_plot(results: pd.DataFrame, out_dir: Path, draws: int = 5000) -> Optional[Path]:
-    """Minimum FID against budget k with a ±1 std band (bootstrap)."""
+    """The best score against budget k with a ±1 std band (bootstrap); on triangles, beside F1,
+    the precision and recall of the winning max-F1 points."""
     curves = budget_curves(results, draws=draws)
     if curves.empty:
         return None
     plt = _pyplot()
     colors = _colors(dict.fromkeys(curves["model"]))
-    fig = None
-    for fig, ax, block in _panels(curves, plt):
+    blocks = list(curves.groupby(["dataset", "protocol_id"], sort=False))
+    panels = []  # (title, block, column, y label)
+    for (dataset, pid), block in blocks:
+        score = score_for(dataset)
+        title = f"{dataset} (protocol {pid})" if len(blocks) > 1 else dataset
+        best = "maximum" if score.maximize else "minimum"
+        panels.append((title, block, "mean", f"{best} {score.label} among k trials"))
+        panels += [(title, block, c, f"{c.replace('tri_', 'triangle ')} at that point")
+                   for c in score.companions if c in block and block[c].notna().any()]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.6), squeeze=False)
+    for ax, (title, block, column, label) in zip(axes[0], panels):
         for model, curve in block.groupby("model", sort=False):
-            ax.plot(curve["k"], curve["mean"], marker="o" if len(curve) < 12 else None, ms=3, label=model,
+            ax.plot(curve["k"], curve[column], marker="o" if len(curve) < 12 else None, ms=3, label=model,
                     color=colors[model])
-            ax.fill_between(curve["k"], curve["mean"] - curve["std"], curve["mean"] + curve["std"], alpha=0.15,
-                            color=colors[model])
+            if column == "mean":
+                ax.fill_between(curve["k"], curve["mean"] - curve["std"], curve["mean"] + curve["std"], alpha=0.15,
+                                color=colors[model])
+        ax.set_title(title)
         ax.set_xlabel("budget k (trials)")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_ylabel("minimum FID among k trials")
+        ax.set_ylabel(label)
         if block["k"].max() > 10:
             ax.set_xscale("log")
         ax.legend(fontsize=7, ncol=2)
@@ -118,7 +133,7 @@ def precision_recall_plot(results: pd.DataFrame, out_dir: Path) -> Optional[Path
 
 
 def learning_rate_plot(results: pd.DataFrame, out_dir: Path) -> Optional[Path]:
-    """Trial FID against learning rate: how sensitive each model is to the most important knob."""
+    """Trial score against learning rate: how sensitive each model is to the most important knob."""
     trials = search_trials(results)
     if "hp.lr" not in trials:
         return None
@@ -129,37 +144,43 @@ def learning_rate_plot(results: pd.DataFrame, out_dir: Path) -> Optional[Path]:
     colors = _colors(dict.fromkeys(trials["model"]))
     fig = None
     for fig, ax, block in _panels(trials, plt):
-        top = block["objective"].astype(float).replace(np.inf, np.nan).max()
-        for model, group in block.groupby("model", sort=False):
-            score = group["objective"].astype(float)
-            ok = np.isfinite(score)
-            ax.scatter(group.loc[ok, "hp.lr"], score[ok], s=14, alpha=0.75, label=model, color=colors[model])
-            if (~ok).any() and np.isfinite(top):  # diverged trials sit on a line above the rest
-                ax.scatter(group.loc[~ok, "hp.lr"], np.full((~ok).sum(), top * 1.1), marker="x", s=18,
+        score = score_for(block["dataset"].iloc[0])
+        values = trial_scores(block, score)
+        scored = values[np.isfinite(values)]
+        # Trials without a score sit on a line beyond the worst scored one.
+        edge = (scored.min() - 0.05 if score.maximize else scored.max() * 1.1) if len(scored) else np.nan
+        for model in dict.fromkeys(block["model"]):
+            mine = (block["model"] == model).to_numpy()
+            ok = mine & np.isfinite(values)
+            ax.scatter(block.loc[ok, "hp.lr"], values[ok], s=14, alpha=0.75, label=model, color=colors[model])
+            none = mine & ~np.isfinite(values)
+            if none.any() and np.isfinite(edge):
+                ax.scatter(block.loc[none, "hp.lr"], np.full(none.sum(), edge), marker="x", s=18,
                            color=colors[model])
         ax.set_xscale("log")
         ax.set_xlabel("learning rate")
-        ax.set_ylabel("FID (x: diverged)")
+        ax.set_ylabel(f"{score.label} (x: no score)")
         ax.legend(fontsize=7, ncol=2)
-    return _save(fig, out_dir, "fid_vs_learning_rate")
+    return _save(fig, out_dir, "score_vs_learning_rate")
 
 
 def training_curves(results: pd.DataFrame, out_dir: Path) -> Optional[Path]:
-    """FID against step of each model's best trial."""
+    """The score against step of each model's best trial."""
     best = best_trials(results)
-    if best.empty or "fid" not in results:
+    if best.empty:
         return None
     keys = ["dataset", "protocol_id", "model", "role", "trial"]
-    points = results.merge(best[keys], on=keys).dropna(subset=["step", "fid"])
+    points = results.merge(best[keys], on=keys).dropna(subset=["step"])
     plt = _pyplot()
     colors = _colors(dict.fromkeys(points["model"]))
     fig = None
     for fig, ax, block in _panels(points, plt):
-        for model, group in block.groupby("model", sort=False):
-            ax.plot(group["step"].astype(float), group["fid"], marker="o", ms=3, label=f"{model} (trial {group['trial'].iloc[0]})",
-                    color=colors[model])
+        score = score_for(block["dataset"].iloc[0])
+        for model, group in block.dropna(subset=[score.metric]).groupby("model", sort=False):
+            ax.plot(group["step"].astype(float), group[score.metric], marker="o", ms=3,
+                    label=f"{model} (trial {group['trial'].iloc[0]})", color=colors[model])
         ax.set_xlabel("step (D updates)")
-        ax.set_ylabel("FID")
+        ax.set_ylabel(score.label)
         ax.legend(fontsize=7, ncol=2)
     return _save(fig, out_dir, "training_curves")
 
@@ -186,8 +207,9 @@ def sample_grids(results: pd.DataFrame, out_dir: Path) -> Optional[Path]:
         ax.axis("off")
     for ax, (row, path) in zip(axes.flat, grids):
         image = np.asarray(Image.open(path))
+        score = score_for(row["dataset"])
         ax.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=255, interpolation="nearest")
-        ax.set_title(f"{row['model']}\nFID {row['fid']:.1f}, step {int(row['step'])}", fontsize=8)
+        ax.set_title(f"{row['model']}\n{score.label} {row[score.metric]:.3g}, step {int(row['step'])}", fontsize=8)
     return _save(fig, out_dir, "samples")
 
 
@@ -215,11 +237,12 @@ def fid_vs_nll(results: pd.DataFrame, out_dir: Path) -> Optional[Path]:
 
 
 FIGURES = {
-    "fid_distribution": ("FID of every trial", fid_distribution),
-    "budget_curve": ("Minimum FID against budget (bootstrap mean ± 1 std)", budget_plot),
+    "score_distribution": ("Score of every trial (FID; triangle F1 on triangles)", score_distribution),
+    "budget_curve": ("Best score against budget (bootstrap mean ± 1 std; on triangles with the precision and "
+                     "recall of the winning points)", budget_plot),
     "precision_recall": ("Precision against recall", precision_recall_plot),
-    "fid_vs_learning_rate": ("FID against learning rate", learning_rate_plot),
-    "training_curves": ("FID during training, best trial of each model", training_curves),
+    "score_vs_learning_rate": ("Score against learning rate", learning_rate_plot),
+    "training_curves": ("Score during training, best trial of each model", training_curves),
     "fid_vs_nll": ("FID against NLL at every evaluation point of the explicit models", fid_vs_nll),
     "samples": ("Samples of each model's best trial at its best point", sample_grids),
 }

@@ -25,10 +25,13 @@ def follows_study(protocol: dict) -> bool:
     """True when a run's protocol is the paper preset's for a dataset of the study."""
     from bench.studies.protocol import resolve_protocol
 
+    from bench.studies.protocol import RunProtocol
+
     if protocol.get("dataset") not in DATASETS:
         return False
     paper = resolve_protocol(protocol["dataset"], "paper", search=protocol.get("search")).to_dict()
-    return all(protocol.get(k) == v for k, v in paper.items())
+    stored = RunProtocol.from_dict(protocol).to_dict()  # fields added later take the value old runs had
+    return all(stored.get(k) == v for k, v in paper.items())
 
 
 def published_table(results: pd.DataFrame, seeds: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
@@ -43,10 +46,10 @@ def published_table(results: pd.DataFrame, seeds: pd.DataFrame, summary: pd.Data
         if published is None or not follows_study(fields):
             continue
         match = seeds[(seeds["protocol_id"] == row["protocol_id"]) & (seeds["model"] == row["model"])]
-        if len(match) and np.isfinite(match["fid_mean"].iloc[0]):
-            ours = (match["fid_mean"].iloc[0], match["fid_std"].iloc[0], f"{int(match['seeds'].iloc[0])} seed reruns")
+        if len(match) and np.isfinite(match["mean"].iloc[0]):
+            ours = (match["mean"].iloc[0], match["std"].iloc[0], f"{int(match['seeds'].iloc[0])} seed reruns")
         else:
-            ours = (row["best_fid"], np.nan, "best trial")
+            ours = (row["best_score"], np.nan, "best single trial (no seed re-runs)")
         rows.append({"dataset": row["dataset"], "model": row["model"], "ours_mean": ours[0], "ours_std": ours[1],
                      "ours_from": ours[2], "published_mean": published[0],
                      "published_std": np.nan if published[1] is None else published[1], "source": SOURCE})

@@ -1,9 +1,10 @@
 """`bench rank`: train a new model under the exact protocol of an existing run, then rank it.
 
 The new model joins the run folder as one more study (same protocol, same storage, same budget
-rules), so it also appears in `bench report DIR`. The ranking is the study's budget-k view:
-each model's bootstrap mean of the minimum FID among k = BUDGET trials, its 95% interval, and
-the probability that the new model's budget-k minimum is lower than each other model's.
+rules), so it also appears in `bench report DIR`. The ranking is the study's budget-k view, by the
+dataset's score (bench/scores.py: minimum FID; maximum triangle F1 on triangles): each model's
+bootstrap mean of the best score among k = BUDGET trials, its 95% interval, and the probability
+that the new model's budget-k best beats each other model's.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from bench.files import atomic_write_bytes
 from bench.reports import render
 from bench.reports.bootstrap import DRAWS, min_draws
 from bench.reports.results import find_runs, finished, load_results, open_run
-from bench.reports.tables import beat_probability, search_trials
+from bench.reports.tables import beat_probability, search_trials, trial_scores
+from bench.scores import score_for
 
 
 @dataclass
@@ -66,23 +68,25 @@ def ranking_table(results: pd.DataFrame, model: str, budget: int, protocol_id: s
     """Every model of the protocol at budget k: mean, 95% interval, P(model beats it)."""
     trials = search_trials(results)
     trials = trials[(trials["protocol_id"] == protocol_id) & finished(trials["status"])]
-    mins, notes, rows = {}, [], []
-    for name, group in trials.groupby("model", sort=False):
-        scores = group["objective"].astype(float).to_numpy()
-        mins[name] = min_draws(scores, budget, draws=draws, seed=seed, model=name)[:, budget - 1]
-        if len(scores) < budget:
-            notes.append(f"{name} has {len(scores)} finished trials; its budget-{budget} minimum draws with "
-                         "replacement from those")
-    if model not in mins:
+    if trials.empty or model not in set(trials["model"]):
         raise BenchError(f"{model} has no finished trial under protocol {protocol_id}; see `bench status`")
-    for name, values in mins.items():
-        finite = values[np.isfinite(values)]
-        lo, hi = np.percentile(finite, [2.5, 97.5]) if len(finite) else (np.nan, np.nan)
+    score = score_for(trials["dataset"].iloc[0])
+    best, notes, rows = {}, [], []
+    for name, group in trials.groupby("model", sort=False):
+        keys = score.key(trial_scores(group, score))
+        best[name] = min_draws(keys, budget, draws=draws, seed=seed, model=name)[:, budget - 1]
+        if len(keys) < budget:
+            notes.append(f"{name} has {len(keys)} finished trials; its budget-{budget} best draws with "
+                         "replacement from those")
+    for name, keys in best.items():
+        values = score.unkey(keys[np.isfinite(keys)])
+        lo, hi = np.percentile(values, [2.5, 97.5]) if len(values) else (np.nan, np.nan)
         rows.append({"model": name, "new": name == model, "trials": int((trials["model"] == name).sum()),
-                     "fid_mean": finite.mean() if len(finite) else np.nan, "fid_lo": lo, "fid_hi": hi,
-                     "all_diverged": 1 - len(finite) / len(values),
-                     f"p_{model}_beats": np.nan if name == model else beat_probability(mins[model], values)})
-    table = pd.DataFrame(rows).sort_values("fid_mean", na_position="last", kind="stable").reset_index(drop=True)
+                     "score": score.metric, "mean": values.mean() if len(values) else np.nan, "lo": lo, "hi": hi,
+                     "no_score": 1 - len(values) / len(keys),
+                     f"p_{model}_beats": np.nan if name == model else beat_probability(best[model], keys)})
+    table = pd.DataFrame(rows)
+    table = table.iloc[np.argsort(score.key(table["mean"].to_numpy()), kind="stable")].reset_index(drop=True)
     table.insert(0, "rank", range(1, len(table) + 1))
     return table, notes
 

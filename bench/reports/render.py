@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pandas as pd
 
-PERCENT = ("diverged_share", "all_diverged")
+PERCENT = ("diverged_share", "no_score", "strict_no_score")
 INTEGER = ("trials", "done", "diverged", "failed", "pending", "best_trial", "trial", "step", "k", "seeds",
            "steps", "g_steps", "images_seen")
 

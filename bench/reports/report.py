@@ -26,6 +26,7 @@ from bench.reports.bootstrap import BUDGET_POINTS
 from bench.reports.plots import FIGURES
 from bench.reports.published import SOURCE, likelihood_anchors, published_table
 from bench.reports.results import find_runs, finished, load_results
+from bench.scores import score_for
 
 
 @dataclass
@@ -72,37 +73,56 @@ def pair_budget(summary: pd.DataFrame) -> int:
     return points[-1] if points else 1
 
 
+def score_words(results: pd.DataFrame) -> tuple[str, str]:
+    """(what the run's trials are scored by, in words; 'minimum'/'maximum' or 'best')."""
+    scores = {score_for(d) for d in results["dataset"].unique()}
+    if len(scores) == 1:
+        (score,) = scores
+        return score.label, "maximum" if score.maximize else "minimum"
+    return "score (minimum FID; maximum triangle F1 on triangles)", "best"
+
+
 def _sections(results: pd.DataFrame, draws: int) -> list[Section]:
     summary = tables.model_summary(results)
     seeds = tables.seed_table(results)
     k = pair_budget(summary)
+    label, best = score_words(results)
+    companions = sorted({c for d in results["dataset"].unique() for c in score_for(d).companions})
+    with_points = (f" {' and '.join(companions)}: the mean over draws of the winning trial's values at its "
+                   "best point." if companions else "")
     sections = [
-        Section("models", "Trials per model",
-                "Each trial's score is its minimum FID over its evaluation points; diverged trials count in the "
-                "budget with an infinite score. Quantiles are over trials with a finite score.",
+        Section("models", f"Trials per model, by {label}",
+                f"Each trial's score is its {best} {label} over its evaluation points; a trial that diverged keeps "
+                "its best point before the divergence (as compare_gan v1 scored every checkpoint), and one that "
+                "diverged before its first evaluation has no score. diverged_share is the divergence rate; "
+                "quantiles are over trials with a score.",
                 _drop_constant(summary)),
-        Section("budget", "FID at budget k",
+        Section("budget", f"{label} at budget k",
                 f"Bootstrap over each model's finished trials ({draws} draws of k trials with replacement): mean, "
-                "std and 95% interval (lo, hi) of the minimum FID; all_diverged is the share of draws in which "
-                "every drawn trial diverged (excluded from the statistics).",
+                f"std and 95% interval (lo, hi) of the {best} {label} among k trials; no_score is the share of "
+                "draws in which no drawn trial has a score (excluded from the statistics). strict_*: the same with "
+                "every diverged trial counted as a failure, whatever it reached before." + with_points,
                 _drop_constant(tables.budget_table(results, draws=draws))),
         Section("pairwise", f"Probability that the row model beats the column model at budget {k}",
-                "Share of paired bootstrap draws in which the row model's minimum FID is lower (ties count half).",
+                f"Share of paired bootstrap draws in which the row model's {best} {label} is better (ties count "
+                "half).",
                 _drop_constant(tables.pairwise_table(results, k, draws=draws)).drop(columns="k", errors="ignore")),
     ]
     if len(seeds):
-        sections.append(Section("seeds", "Best configuration re-trained with other seeds (mean ± std of minimum FID)",
+        sections.append(Section("seeds", f"Best configuration re-trained with other seeds (mean ± std of {label})",
                                 "The study's Table 2 layout: models by datasets.", _seed_layout(seeds)))
     published = published_table(results, seeds, summary)
     if len(published):
         sections.append(Section("published", "Ours beside the study's published numbers",
-                                f"Published values are quoted from {SOURCE}, not measured here.",
+                                f"Published values are quoted from {SOURCE}, not measured here. Like is compared "
+                                "with like where the run has seed re-runs (their mean ± std); otherwise ours is "
+                                "the best single trial, and ours_from says so.",
                                 published.drop(columns="source")))
     ranked = tables.ranking(results)
     if any(c.startswith("nll") for c in ranked.columns):
-        sections.insert(1, Section("ranking", "Models ranked by FID and, where they have a likelihood, by NLL",
-                                   "Best FID over each model's trials; best NLL over all evaluation points of its "
-                                   "trials on the test split (bits/dim on 8-bit data; binarised-image models in "
+        sections.insert(1, Section("ranking", f"Models ranked by {label} and, where they have a likelihood, by NLL",
+                                   f"Best {label} over each model's trials; best NLL over all evaluation points of "
+                                   "its trials on the test split (bits/dim on 8-bit data; binarised-image models in "
                                    "nats, ranked apart). _se: standard error over test images; _k: importance "
                                    "samples of the bound (1 for exact likelihoods).", _drop_constant(ranked)))
         anchors = likelihood_anchors(results)
@@ -119,7 +139,7 @@ def _sections(results: pd.DataFrame, draws: int) -> list[Section]:
                                 "own likelihood.", _drop_constant(scored)))
     sections += [
         Section("quality", "All metrics at each model's best point",
-                "The best evaluation point (lowest FID) of each model's best trial. tri_* are the study's triangle "
+                f"The best evaluation point (by {label}) of each model's best trial. tri_* are the study's triangle "
                 "precision/recall/F1; precision/recall are Kynkäänniemi et al.'s on Inception features.",
                 _drop_constant(tables.quality_table(results))),
         Section("compute", "Compute per model",
@@ -155,18 +175,18 @@ def checkpoint_likelihoods(results: pd.DataFrame) -> pd.DataFrame:
 
 def _drop_constant(frame: pd.DataFrame) -> pd.DataFrame:
     """Identity columns with a single value say nothing in a table: the header names them."""
-    drop = [c for c in ("dataset", "protocol_id") if c in frame and frame[c].nunique(dropna=False) <= 1]
+    drop = [c for c in ("dataset", "protocol_id", "score") if c in frame and frame[c].nunique(dropna=False) <= 1]
     return frame.drop(columns=drop)
 
 
 def _seed_layout(seeds: pd.DataFrame) -> pd.DataFrame:
-    text = seeds.assign(cell=[_mean_std(m, s, n) for m, s, n in zip(seeds["fid_mean"], seeds["fid_std"], seeds["seeds"])])
+    text = seeds.assign(cell=[_mean_std(m, s, n) for m, s, n in zip(seeds["mean"], seeds["std"], seeds["seeds"])])
     return text.pivot_table(index="model", columns="dataset", values="cell", aggfunc="first", sort=False).reset_index()
 
 
 def _mean_std(mean, std, n) -> str:
     if not np.isfinite(mean):
-        return "all diverged"
+        return "no score"
     return f"{mean:.2f} ± {std:.2f} (n={n})" if np.isfinite(std) else f"{mean:.2f} (n={n})"
 
 
@@ -187,8 +207,11 @@ def _header(results: pd.DataFrame) -> list[str]:
         p = {c[len("protocol."):]: v for c, v in block.iloc[0].items() if c.startswith("protocol.")}
         models = ", ".join(dict.fromkeys(block["model"]))
         extractor = _first(block, "metric_protocol.extractor.extractor") or p.get("extractor")
-        lines.append(f"- **{dataset}** (protocol `{pid}`): {p.get('search')} search, {p.get('steps')} steps "
-                     f"(match {p.get('match')}), batch {p.get('batch_size')}, evaluation every {p.get('eval_every')} "
+        score = score_for(dataset)
+        lines.append(f"- **{dataset}** (protocol `{pid}`): trials scored by {'maximum' if score.maximize else 'minimum'} "
+                     f"{score.label}; {p.get('search')} search, {p.get('steps')} steps "
+                     f"(match {p.get('match')}), batch {p.get('batch_size')}, {p.get('numerics', 'float32')} numerics, "
+                     f"evaluation every {p.get('eval_every')} "
                      f"steps on {p.get('eval_samples')} samples against {_first(block, 'metric_protocol.n_real') or '?'} "
                      f"reference images, features: {extractor}; models: {models}.")
     if "standard" in results and (results["standard"] == False).any():  # noqa: E712 (NaN must not count)

@@ -7,9 +7,12 @@ A trial that has no evaluation point yet (waiting, failed early, diverged before
 still gets one row with an empty step and empty metrics, so that trial counts and divergence
 rates can be computed from this table alone. Missing values are NaN, never placeholder strings.
 
-The Optuna storage says which trials count (status, objective, slot); a trial folder on this
-machine adds its full records, and a trial trained on another machine is read from the copy of
-its evaluations kept in the storage.
+The Optuna storage says which trials count (status, slot); a trial folder on this machine adds
+its full records, and a trial trained on another machine is read from the copy of its evaluations
+kept in the storage. A trial's `objective` is its score (bench/scores.py; `score_name` says which:
+max triangle F1 on triangles, min FID elsewhere), recomputed from those records: the value in the
+storage is not trusted, since runs stored before diverged trials kept their best point, or before
+triangles were scored by F1, hold another number there.
 """
 
 from __future__ import annotations
@@ -24,11 +27,12 @@ import pandas as pd
 
 from bench.errors import BenchError
 from bench.files import read_json, read_jsonl
+from bench.scores import FINISHED, score_for
 
 RUN_FILE = "run.json"
 # Columns every table starts from, in this order; metrics and prefixed fields follow.
 ID_COLUMNS = ["run", "dataset", "protocol_id", "model", "family", "explicit", "role", "study", "trial",
-              "trial_number", "seed", "status", "objective", "step", "g_steps", "images_seen",
+              "trial_number", "seed", "status", "objective", "score_name", "step", "g_steps", "images_seen",
               "train_seconds", "eval_seconds", "device", "standard"]
 
 
@@ -150,10 +154,12 @@ def _trial_rows(run_dir: Path, study, trial, base: dict) -> list[dict]:
     records = _local_records(folder) or trial.user_attrs.get("evaluations", [])
     state = _local_state(folder)
     compute = trial.user_attrs.get("compute") or state.get("compute") or {}
-    objective = trial.value if trial.value is not None else np.nan
+    score = score_for(base["dataset"])
+    objective = score.stored_value(records) if status in FINISHED else np.nan
     common = {
         **base, "trial": trial.user_attrs.get("slot"), "trial_number": trial.number,
         "seed": trial.user_attrs.get("seed"), "status": status, "objective": objective,
+        "score_name": score.metric,
         "device": state.get("device", np.nan),
         **{f"hp.{k}": v for k, v in trial.params.items()},
         **_flatten("compute", compute),
@@ -210,19 +216,30 @@ def _local_state(folder: Path) -> dict:
         return {}
 
 
+def score_keys(frame: pd.DataFrame) -> pd.Series:
+    """Each row's score as a key (lower is better, +inf where the row has none), by its dataset's score."""
+    keys = pd.Series(np.inf, index=frame.index)
+    for dataset in frame["dataset"].dropna().unique():
+        score = score_for(dataset)
+        rows = frame["dataset"] == dataset
+        if score.metric in frame:
+            keys[rows] = score.key(frame.loc[rows, score.metric].astype(float).to_numpy())
+    return keys
+
+
 def trial_table(results: pd.DataFrame) -> pd.DataFrame:
-    """One row per trial: its objective, status and the evaluation point where FID was lowest."""
+    """One row per trial: its objective, status and its best evaluation point by its dataset's
+    score (the first of equals; a trial with no score keeps its first row)."""
     if results.empty:
         return results
     keys = ["run", "dataset", "protocol_id", "model", "role", "trial"]
-    ordered = results.assign(_fid=results["fid"] if "fid" in results else np.nan)
-    ordered = ordered.sort_values("_fid", na_position="last", kind="stable")
-    best = ordered.groupby(keys, sort=False, dropna=False).head(1).drop(columns="_fid")
+    ordered = results.assign(_key=score_keys(results)).sort_values("_key", kind="stable")
+    best = ordered.groupby(keys, sort=False, dropna=False).head(1).drop(columns="_key")
     return best.sort_values(keys, kind="stable").reset_index(drop=True)
 
 
 def finished(status: pd.Series) -> pd.Series:
-    return status.isin(["complete", "diverged"])
+    return status.isin(FINISHED)
 
 
 def is_finite(values: pd.Series) -> pd.Series:

@@ -1,8 +1,11 @@
 """Summary tables, each a function of the tidy results table (`load_results`) alone.
 
 Tables are grouped by (dataset, protocol_id, model): numbers made under different protocols never
-share a row. Numeric columns stay numeric (NaN where a value does not exist); the "mean ± std"
-text of the study's Table 2 is made only when a table is rendered.
+share a row. Trials are ranked by their dataset's score (bench/scores.py: FID, or triangle F1 on
+triangles; a `score` column names it), at each trial's best evaluation point; a diverged trial
+keeps its best point before it diverged, as in compare_gan v1. Numeric columns stay numeric (NaN
+where a value does not exist); the "mean ± std" text of the study's Table 2 is made only when a
+table is rendered.
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ import numpy as np
 import pandas as pd
 
 from bench.reports.bootstrap import BUDGET_POINTS, budget_curve, min_draws
-from bench.reports.results import finished, trial_table
+from bench.reports.results import finished, score_keys, trial_table
+from bench.scores import FID, Score, score_for
 
 GROUP = ["dataset", "protocol_id", "model"]
 QUANTILES = (0.1, 0.25, 0.75, 0.9)
@@ -22,105 +26,152 @@ def search_trials(results: pd.DataFrame) -> pd.DataFrame:
     return trials[trials["role"] == "search"] if not trials.empty else trials
 
 
+def group_score(key) -> Score:
+    """The score of a (dataset, ...) group key."""
+    return score_for(key[0] if isinstance(key, tuple) else key)
+
+
+def trial_scores(group: pd.DataFrame, score: Score, strict: bool = False) -> np.ndarray:
+    """Each trial's score (its value at its best point; NaN for none). `strict`: a diverged trial
+    counts as a failure (no score), whatever it reached before, which is how bench scored them
+    before it followed compare_gan v1."""
+    values = group[score.metric].astype(float).to_numpy() if score.metric in group else np.full(len(group), np.nan)
+    if strict:
+        values = np.where(group["status"].to_numpy() == "diverged", np.nan, values)
+    return values
+
+
 def best_trials(results: pd.DataFrame) -> pd.DataFrame:
-    """Each model's search trial with the lowest finite score (at its best evaluation point)."""
+    """Each model's search trial with the best score (at its best evaluation point)."""
     trials = search_trials(results)
     if trials.empty:
         return trials
-    trials = trials[np.isfinite(trials["objective"].astype(float))]
-    return trials.loc[trials.groupby(GROUP, sort=False)["objective"].idxmin()] if not trials.empty else trials
+    trials = trials.assign(_key=score_keys(trials))
+    trials = trials[np.isfinite(trials["_key"])]
+    if trials.empty:
+        return trials.drop(columns="_key")
+    return trials.loc[trials.groupby(GROUP, sort=False)["_key"].idxmin()].drop(columns="_key")
+
+
+SUMMARY_COLUMNS = (GROUP + ["score", "trials", "done", "diverged", "diverged_share", "failed", "pending", "best_score",
+                            "median_score"] + [f"score_q{int(q * 100):02d}" for q in QUANTILES] + ["best_trial"])
 
 
 def model_summary(results: pd.DataFrame) -> pd.DataFrame:
-    """Per model: trials done, diverged share, best and median FID, FID quantiles (finite trials)."""
+    """Per model: trials done, diverged share, best and median score, score quantiles (over the
+    finished trials that have a score; a diverged trial has its best point before it diverged)."""
     rows = []
     for key, group in search_trials(results).groupby(GROUP, sort=False):
+        score = group_score(key)
         done = group[finished(group["status"])]
-        scores = done["objective"].astype(float)
-        finite = scores[np.isfinite(scores)]
+        values = trial_scores(done, score)
+        has = np.isfinite(values)
+        scored = values[has]
         row = dict(zip(GROUP, key))
         row.update({
-            "trials": len(group), "done": len(done), "diverged": int((done["status"] == "diverged").sum()),
+            "score": score.metric, "trials": len(group), "done": len(done),
+            "diverged": int((done["status"] == "diverged").sum()),
             "diverged_share": (done["status"] == "diverged").mean() if len(done) else np.nan,
             "failed": int((group["status"] == "failed").sum()),
             "pending": int(group["status"].isin(["running", "waiting"]).sum()),
-            "best_fid": finite.min() if len(finite) else np.nan,
-            "median_fid": finite.median() if len(finite) else np.nan,
+            "best_score": score.best(scored) if len(scored) else np.nan,
+            "median_score": np.median(scored) if len(scored) else np.nan,
         })
         for q in QUANTILES:
-            row[f"fid_q{int(q * 100):02d}"] = finite.quantile(q) if len(finite) else np.nan
-        best = done.loc[scores.idxmin()] if len(finite) else None
-        row["best_trial"] = int(best["trial"]) if best is not None else pd.NA
+            row[f"score_q{int(q * 100):02d}"] = np.quantile(scored, q) if len(scored) else np.nan
+        row["best_trial"] = int(done["trial"].iloc[int(np.argmin(score.key(values)))]) if len(scored) else pd.NA
         rows.append(row)
-    return pd.DataFrame(rows, columns=GROUP + ["trials", "done", "diverged", "diverged_share", "failed", "pending",
-                                              "best_fid", "median_fid"]
-                        + [f"fid_q{int(q * 100):02d}" for q in QUANTILES] + ["best_trial"])
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
+SEED_COLUMNS = GROUP + ["score", "seeds", "mean", "std", "diverged"]
 
 
 def seed_table(results: pd.DataFrame) -> pd.DataFrame:
-    """The best configuration re-run over seeds: mean ± std of each rerun's minimum FID."""
+    """The best configuration re-run over seeds: mean ± std of each rerun's score."""
     trials = trial_table(results)
     if trials.empty:
-        return pd.DataFrame(columns=GROUP + ["seeds", "fid_mean", "fid_std", "diverged"])
+        return pd.DataFrame(columns=SEED_COLUMNS)
     reruns = trials[(trials["role"] == "seeds") & finished(trials["status"])]
     rows = []
     for key, group in reruns.groupby(GROUP, sort=False):
-        scores = group["objective"].astype(float)
-        finite = scores[np.isfinite(scores)]
-        rows.append({**dict(zip(GROUP, key)), "seeds": len(group),
-                     "fid_mean": finite.mean() if len(finite) else np.nan,
-                     "fid_std": finite.std(ddof=1) if len(finite) > 1 else np.nan,
+        score = group_score(key)
+        values = trial_scores(group, score)
+        scored = values[np.isfinite(values)]
+        rows.append({**dict(zip(GROUP, key)), "score": score.metric, "seeds": len(group),
+                     "mean": scored.mean() if len(scored) else np.nan,
+                     "std": scored.std(ddof=1) if len(scored) > 1 else np.nan,
                      "diverged": int((group["status"] == "diverged").sum())})
-    return pd.DataFrame(rows, columns=GROUP + ["seeds", "fid_mean", "fid_std", "diverged"])
+    return pd.DataFrame(rows, columns=SEED_COLUMNS)
+
+
+def _curve(group: pd.DataFrame, key, max_k: int, draws: int, seed: int) -> pd.DataFrame:
+    """Both views of a model's budget curve: diverged trials at their best point before diverging
+    (the study's), and `strict_*`, diverged trials counted as failures."""
+    score = group_score(key)
+    done = group[finished(group["status"])]
+    companions = {c: done[c].astype(float).to_numpy() for c in score.companions if c in done}
+    curve = budget_curve(trial_scores(done, score), max_k, draws=draws, seed=seed, model=key[-1], score=score,
+                         companions=companions)
+    strict = budget_curve(trial_scores(done, score, strict=True), max_k, draws=draws, seed=seed, model=key[-1],
+                          score=score)
+    for column in ("mean", "std", "lo", "hi", "no_score"):
+        curve[f"strict_{column}"] = strict[column]
+    return curve.assign(score=score.metric, **dict(zip(GROUP, key)))
 
 
 def budget_table(results: pd.DataFrame, ks=BUDGET_POINTS, draws: int = 5000, seed: int = 0) -> pd.DataFrame:
-    """FID at budget k (PROTOCOL §4) for k in `ks` up to each model's finished trials."""
+    """The best score at budget k (PROTOCOL §4) for k in `ks` up to each model's finished trials."""
     frames = []
     for key, group in search_trials(results).groupby(GROUP, sort=False):
-        scores = group.loc[finished(group["status"]), "objective"].astype(float).to_numpy()
-        chosen = [k for k in ks if 1 <= k <= len(scores)]
-        if not chosen:
-            continue
-        curve = budget_curve(scores, max(chosen), draws=draws, seed=seed, model=key[-1])
-        frames.append(curve[curve["k"].isin(chosen)].assign(**dict(zip(GROUP, key))))
-    columns = GROUP + ["k", "mean", "std", "lo", "hi", "all_diverged", "trials"]
-    return pd.concat(frames)[columns].reset_index(drop=True) if frames else pd.DataFrame(columns=columns)
+        n = int(finished(group["status"]).sum())
+        chosen = [k for k in ks if 1 <= k <= n]
+        if chosen:
+            curve = _curve(group, key, max(chosen), draws, seed)
+            frames.append(curve[curve["k"].isin(chosen)])
+    columns = GROUP + ["score", "k", "mean", "std", "lo", "hi", "no_score"]
+    if not frames:
+        return pd.DataFrame(columns=columns)
+    table = pd.concat(frames, ignore_index=True)
+    rest = [c for c in table.columns if c not in columns and c != "trials"]
+    return table[columns + rest + ["trials"]]
 
 
 def budget_curves(results: pd.DataFrame, draws: int = 5000, seed: int = 0) -> pd.DataFrame:
     """The whole curve, k = 1 … trials done, for the budget plot."""
     frames = []
     for key, group in search_trials(results).groupby(GROUP, sort=False):
-        scores = group.loc[finished(group["status"]), "objective"].astype(float).to_numpy()
-        if len(scores):
-            frames.append(budget_curve(scores, len(scores), draws=draws, seed=seed, model=key[-1])
-                          .assign(**dict(zip(GROUP, key))))
-    return pd.concat(frames).reset_index(drop=True) if frames else pd.DataFrame()
+        n = int(finished(group["status"]).sum())
+        if n:
+            frames.append(_curve(group, key, n, draws, seed))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def pairwise_table(results: pd.DataFrame, k: int, draws: int = 5000, seed: int = 0) -> pd.DataFrame:
-    """P(row model's budget-k minimum FID < column model's), ties counted half; one protocol each."""
+    """P(row model's budget-k best beats the column model's), ties counted half; one protocol each."""
     frames = []
     for (dataset, protocol_id), block in search_trials(results).groupby(["dataset", "protocol_id"], sort=False):
-        mins = {}
+        score = score_for(dataset)
+        bests = {}
         for model, group in block.groupby("model", sort=False):
-            scores = group.loc[finished(group["status"]), "objective"].astype(float).to_numpy()
-            if len(scores):
-                mins[model] = min_draws(scores, k, draws=draws, seed=seed, model=model)[:, k - 1]
-        names = list(mins)
+            done = group[finished(group["status"])]
+            if len(done):
+                bests[model] = min_draws(score.key(trial_scores(done, score)), k, draws=draws, seed=seed,
+                                         model=model)[:, k - 1]
+        names = list(bests)
         matrix = pd.DataFrame(np.nan, index=names, columns=names)
         for a in names:
             for b in names:
                 if a != b:
-                    matrix.loc[a, b] = beat_probability(mins[a], mins[b])
+                    matrix.loc[a, b] = beat_probability(bests[a], bests[b])
         matrix.index.name = "model"
         frames.append(matrix.reset_index().assign(dataset=dataset, protocol_id=protocol_id, k=k))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def beat_probability(a: np.ndarray, b: np.ndarray) -> float:
-    """P(a < b) over paired bootstrap draws, ties (both infinite included) counted half."""
+    """P(a < b) over paired bootstrap draws of keys (lower is better), ties (two draws without a
+    score included) counted half."""
     return float(np.mean(a < b) + 0.5 * np.mean(a == b))
 
 
@@ -129,21 +180,14 @@ QUALITY = ["fid", "kid_mean", "precision", "recall", "density", "coverage", "is_
 
 
 def quality_table(results: pd.DataFrame) -> pd.DataFrame:
-    """Every metric at the best evaluation point of each model's best trial (lowest FID)."""
-    trials = search_trials(results)
-    if trials.empty or "fid" not in trials:
+    """Every metric at the best evaluation point of each model's best trial, by the dataset's score."""
+    best = best_trials(results)
+    if best.empty:
         return pd.DataFrame(columns=GROUP + ["trial", "step"])
-    extra = sorted(c for c in trials.columns if c.startswith("nll") or c.startswith("bpd"))
-    columns = [c for c in QUALITY + extra if c in trials.columns and trials[c].notna().any()]
-    rows = []
-    for key, group in trials.groupby(GROUP, sort=False):
-        fid = group["fid"].astype(float)
-        if not np.isfinite(fid).any():
-            continue
-        best = group.loc[fid.idxmin()]
-        rows.append({**dict(zip(GROUP, key)), "trial": best["trial"], "step": best["step"],
-                     **{c: best[c] for c in columns}})
-    return pd.DataFrame(rows, columns=GROUP + ["trial", "step"] + columns)
+    extra = sorted(c for c in best.columns if c.startswith("nll") or c.startswith("bpd"))
+    columns = [c for c in QUALITY + extra if c in best.columns and best[c].notna().any()]
+    return best[GROUP + ["score_name", "trial", "step"] + columns].rename(columns={"score_name": "score"}) \
+        .reset_index(drop=True)
 
 
 def compute_table(results: pd.DataFrame) -> pd.DataFrame:
@@ -172,15 +216,24 @@ NLL_COLUMNS = (("nll_bpd", "bits/dim"), ("nll_nats_binarized", "nats, binarised 
 
 
 def ranking(results: pd.DataFrame) -> pd.DataFrame:
-    """Every model ranked by its best FID, and explicit models also by their best NLL (lowest over
-    all evaluation points of all search trials; bits/dim and binarised nats are ranked apart,
-    as they are not the same quantity)."""
+    """Every model ranked by its best score (FID; F1 on triangles), and explicit models also by
+    their best NLL (lowest over all evaluation points of all search trials; bits/dim and binarised
+    nats are ranked apart, as they are not the same quantity)."""
     summary = model_summary(results)
     if summary.empty:
-        return pd.DataFrame(columns=GROUP + ["fid_rank", "best_fid"])
-    summary = summary[GROUP + ["best_fid"]].copy()
-    summary["fid_rank"] = summary.groupby(["dataset", "protocol_id"])["best_fid"].rank(method="min")
+        return pd.DataFrame(columns=GROUP + ["score", "score_rank", "best_score"])
+    summary = summary[GROUP + ["score", "best_score"]].copy()
+    summary["_key"] = [score_for(d).key(v) for d, v in zip(summary["dataset"], summary["best_score"])]
+    summary["score_rank"] = summary.groupby(["dataset", "protocol_id"])["_key"].rank(method="min")
+    summary.loc[~np.isfinite(summary["_key"]), "score_rank"] = np.nan
+    summary = summary.drop(columns="_key")
     search = results[results["role"] == "search"]
+    if (summary["score"] != FID.metric).any() and "fid" in search:
+        # Where the score is not FID (triangles), FID still ranks every model, those that have no
+        # score of the dataset's kind included (PixelCNN cannot be inverted for triangle recall).
+        fid = search.groupby(GROUP, sort=False)["fid"].min().rename("best_fid").reset_index()
+        summary = summary.merge(fid, on=GROUP, how="left")
+        summary["fid_rank"] = summary.groupby(["dataset", "protocol_id"])["best_fid"].rank(method="min")
     for column, _ in NLL_COLUMNS:
         if column not in search or search[column].isna().all():
             continue
@@ -189,7 +242,7 @@ def ranking(results: pd.DataFrame) -> pd.DataFrame:
         best = best.rename(columns={"metric_protocol.nll.k": f"{column}_k"})
         summary = summary.merge(best, on=GROUP, how="left")
         summary[f"{column}_rank"] = summary.groupby(["dataset", "protocol_id"])[column].rank(method="min")
-    summary = summary.sort_values(["dataset", "protocol_id", "fid_rank"], kind="stable").reset_index(drop=True)
+    summary = summary.sort_values(["dataset", "protocol_id", "score_rank"], kind="stable").reset_index(drop=True)
     for col in [c for c in summary.columns if c.endswith("_rank")]:
         summary[col] = summary[col].astype("Int64")
     return summary

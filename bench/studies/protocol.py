@@ -15,6 +15,7 @@ from typing import Optional
 
 from bench.config import BATCH_SIZE, EXTRACTORS, NLL_K, TrialConfig, nll_settings, positive_int
 from bench.errors import BenchError
+from bench.numerics import NUMERICS
 
 SEARCHES = ("wide", "narrow")
 MATCHES = ("steps", "flops")
@@ -33,6 +34,7 @@ class RunProtocol:
     batch_size: int = BATCH_SIZE
     nll_k: int = NLL_K  # explicit models' NLL: importance samples and test images per evaluation
     nll_n: int = 10000
+    numerics: str = "float32"  # bench/numerics.py: the presets train in true float32 (TF32 off)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -44,8 +46,10 @@ class RunProtocol:
 
     @property
     def digest(self) -> str:
-        """Eight hex digits naming this protocol's studies."""
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
+        """Eight hex digits naming this protocol's studies. A field added after runs were stored
+        counts only where it differs from the value those runs had, so their studies keep their names."""
+        fields_ = {k: v for k, v in self.to_dict().items() if ADDED_LATER.get(k, _ABSENT) != v}
+        return hashlib.sha256(json.dumps(fields_, sort_keys=True).encode()).hexdigest()[:8]
 
     def differences(self, other: "RunProtocol") -> list[str]:
         mine, theirs = self.to_dict(), other.to_dict()
@@ -65,7 +69,14 @@ class RunProtocol:
                                     self.nll_n, strict=False)
         return TrialConfig(model=model, dataset=self.dataset, hparams=dict(hparams), steps=steps,
                            eval_every=eval_every, eval_samples=self.eval_samples, seed=seed,
-                           batch_size=self.batch_size, extractor=self.extractor, nll_k=nll_k, nll_n=nll_n)
+                           batch_size=self.batch_size, extractor=self.extractor, nll_k=nll_k, nll_n=nll_n,
+                           numerics=self.numerics)
+
+
+# Protocol fields added after runs were first stored, with the value those runs trained under
+# (float32: nothing had run on CUDA, and on a CPU TF32 does not exist).
+_ABSENT = object()
+ADDED_LATER = {"numerics": "float32"}
 
 
 def _model_flops(protocol: RunProtocol, model: str, hparams: dict) -> float:
@@ -96,11 +107,16 @@ def load_preset(name: str) -> dict:
     return tomllib.loads(resources.files("bench.presets").joinpath(f"{name}.toml").read_text())
 
 
+def preset_seeds(name: str) -> int:
+    """Seed re-runs of each model's best configuration that the preset asks for (paper: 50)."""
+    return int(load_preset(name).get("seeds", 0))
+
+
 def resolve_protocol(dataset: str, preset: str = "paper", *, search: Optional[str] = None,
                      steps: Optional[int] = None, eval_every: Optional[int] = None,
                      eval_samples: Optional[int] = None, extractor: Optional[str] = None,
                      match: Optional[str] = None, nll_k: Optional[int] = None,
-                     nll_n: Optional[int] = None) -> RunProtocol:
+                     nll_n: Optional[int] = None, numerics: Optional[str] = None) -> RunProtocol:
     """Preset values, the dataset's study schedule where the preset leaves it open, flags on top."""
     from bench.data import get_dataset
 
@@ -115,8 +131,10 @@ def resolve_protocol(dataset: str, preset: str = "paper", *, search: Optional[st
         "match": match or values.get("match", "steps"),
         "nll_k": nll_k or values.get("nll_k", NLL_K),
         "nll_n": nll_n or values.get("nll_n", info.reference_size),
+        "numerics": numerics or values.get("numerics", "float32"),
     }
-    for key, accepted in (("search", SEARCHES), ("extractor", EXTRACTORS), ("match", MATCHES)):
+    for key, accepted in (("search", SEARCHES), ("extractor", EXTRACTORS), ("match", MATCHES),
+                          ("numerics", tuple(NUMERICS))):
         if chosen[key] not in accepted:
             raise BenchError(f"unknown {key} {chosen[key]!r}; accepted: {', '.join(accepted)}")
     for key in ("steps", "eval_every", "eval_samples", "nll_k", "nll_n"):

@@ -22,7 +22,8 @@ from bench.errors import BenchError
 from bench.files import atomic_write_json, read_json
 from bench.studies.protocol import RunProtocol
 from bench.studies.storage import check_storage_url, default_storage_url, open_storage
-from bench.studies.study import SEARCH, SEEDS, enqueue_search, enqueue_seeds, open_study, summarize
+from bench.scores import score_for
+from bench.studies.study import SEARCH, SEEDS, enqueue_search, enqueue_seeds, open_study, summarize, trial_score
 from bench.studies.worker import Finished, reclaim_lost_trials, run_worker
 from bench.trial_folder import now
 
@@ -95,9 +96,9 @@ def run_study(request: RunRequest) -> RunResult:
     if request.seeds:
         seed_studies = {}
         for model, study in studies.items():
-            best = result.summaries[(model, SEARCH)].best
+            best = result.summaries[(model, SEARCH)].best  # by the dataset's score: max F1 on triangles
             if best is None:
-                continue  # nothing finite to rerun (all slots diverged or failed)
+                continue  # nothing to rerun: no slot has a score
             seed_studies[model] = open_study(storage, request.protocol, model, SEEDS)
             enqueue_seeds(seed_studies[model], best, request.seeds)
             _requeue_failed(seed_studies[model])
@@ -219,11 +220,11 @@ class _Reporter:
         return out
 
     def finished(self, item: Finished) -> None:
-        best = summarize(_load(self.storage, item.study)).best
-        best_text = f"{best.value:.2f}" if best is not None else "-"
-        value = f"{item.value:.2f}" if item.value is not None else "-"
+        best = summarize(_load(self.storage, item.study)).best_score
+        best_text = f"{best:.4g}" if best is not None else "-"
+        value = f"{item.value:.4g}" if item.value is not None else "-"
         what = f"seed rerun {item.slot}" if item.role == SEEDS else f"trial {item.slot}"
-        line = (f"{item.model:10s} {what:14s} {item.status:9s} fid {value:>8s}   best {best_text:>8s}   "
+        line = (f"{item.model:10s} {what:14s} {item.status:9s} {item.score_name} {value:>8s}   best {best_text:>8s}   "
                 f"{_duration(item.seconds)}" + (f"   {item.error}" if item.error else ""))
         tqdm.write(line)
         self.bar.update(1)
@@ -235,13 +236,15 @@ class _Reporter:
         for name in self.names:
             study = _load(self.storage, name)
             meta = study.user_attrs["bench"]
+            score = score_for(meta["protocol"]["dataset"])
             for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
                 if (name, t.number) in self.seen or not t.user_attrs.get("status"):
                     continue
                 self.seen.add((name, t.number))
                 seconds = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete else 0.0
                 self.finished(Finished(name, meta["model"], meta["role"], t.user_attrs.get("slot"),
-                                       t.user_attrs["status"], t.value, seconds, t.user_attrs.get("error")))
+                                       t.user_attrs["status"], trial_score(score, t), seconds,
+                                       t.user_attrs.get("error"), score.metric))
 
     def close(self) -> None:
         self.bar.close()

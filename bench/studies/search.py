@@ -24,7 +24,7 @@ def model_seed(model: str) -> int:
 
 def configuration(space: SearchSpace, search: str, model: str, slot: int) -> dict:
     if slot == 0:
-        return dict(space.defaults)
+        return space.defaults_for(search)
     return space.sample(search, np.random.default_rng([model_seed(model), slot]))
 
 
@@ -41,7 +41,7 @@ def distributions(space: SearchSpace, search: str) -> dict:
         elif isinstance(param, Fixed):
             out[name] = od.CategoricalDistribution([param.value])
     # Author defaults may lie outside a narrow range (e.g. β1 = 0 where narrow fixes 0.5).
-    for name, value in space.defaults.items():
+    for name, value in space.defaults_for(search).items():
         dist = out[name]
         if isinstance(dist, od.CategoricalDistribution) and value not in dist.choices:
             out[name] = od.CategoricalDistribution(list(dist.choices) + [value])

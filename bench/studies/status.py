@@ -37,7 +37,7 @@ def status_rows(run_dir: Path) -> tuple[dict, list[dict]]:
                 "running": summary.running,
                 "waiting": summary.waiting,
                 "failed": summary.failed,
-                "best fid": summary.best.value if summary.best is not None else None,
+                f"best {summary.score.metric}": summary.best_score,
                 "best slot": summary.best.user_attrs.get("slot") if summary.best is not None else None,
             })
     return record, rows

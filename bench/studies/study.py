@@ -17,6 +17,7 @@ from optuna.trial import TrialState
 
 from bench.errors import BenchError
 from bench.models import get_model_class
+from bench.scores import FID, Score, score_for
 from bench.studies.protocol import RunProtocol
 from bench.studies.search import SEED_RERUN_BASE, configuration, distributions
 
@@ -33,14 +34,18 @@ def open_study(storage, protocol: RunProtocol, model: str, role: str = SEARCH) -
     """Create the study or load it; its metadata (model, role, protocol) lives in the storage so
     that a `bench worker` on another machine needs nothing but the storage URL."""
     name = study_name(protocol, model, role)
-    study = optuna.create_study(study_name=name, storage=storage, direction="minimize", load_if_exists=True)
+    # The direction is the dataset's score's (maximize triangle F1). A study made before scores
+    # had directions keeps its own: bench ranks by `score_for`, never by Optuna's direction.
+    score = score_for(protocol.dataset)
+    study = optuna.create_study(study_name=name, storage=storage, direction=score.direction, load_if_exists=True)
     meta = study.user_attrs.get("bench")
     if meta is None:
         cls = get_model_class(model)
         # `source` lets a worker elsewhere load a plug-in given as FILE.py:Class.
         study.set_user_attr("bench", {"format": STUDY_FORMAT, "model": model, "role": role,
                                       "protocol": protocol.to_dict(), "family": cls.family,
-                                      "explicit": bool(cls.explicit), "source": cls.__dict__.get("source")})
+                                      "explicit": bool(cls.explicit), "source": cls.__dict__.get("source"),
+                                      "score": score.metric})
     elif meta.get("format") != STUDY_FORMAT:
         raise BenchError(f"study {name} in this storage was not made by bench ({meta.get('format')!r})")
     return study
@@ -84,9 +89,17 @@ def _add_waiting(study, params, dists, user_attrs, system_attrs=None) -> None:
                                               user_attrs=user_attrs, system_attrs=system_attrs or {}))
 
 
+def trial_score(score: Score, trial: optuna.trial.FrozenTrial) -> Optional[float]:
+    """A finished trial's score, recomputed from its stored evaluation records rather than read
+    from its Optuna value (which runs stored before diverged trials kept their best point, or
+    before triangles were scored by F1, hold in another sense)."""
+    return score.of_records(trial.user_attrs.get("evaluations") or [])
+
+
 @dataclass
 class SlotSummary:
-    """A study's slots by state: a slot is done once one of its trials completed."""
+    """A study's slots by state: a slot is done once one of its trials completed; `best` is the
+    done trial with the best score (`best_score`)."""
 
     budget: int = 0
     complete: int = 0
@@ -95,6 +108,8 @@ class SlotSummary:
     waiting: int = 0
     failed: int = 0
     best: Optional[optuna.trial.FrozenTrial] = None
+    best_score: Optional[float] = None
+    score: Score = FID
     errors: list = field(default_factory=list)
 
     @property
@@ -106,8 +121,10 @@ def summarize(study: optuna.Study) -> SlotSummary:
     by_slot: dict = {}
     for t in study.get_trials(deepcopy=False):
         by_slot.setdefault(t.user_attrs.get("slot"), []).append(t)
-    out = SlotSummary(budget=len(by_slot))
-    for trials in by_slot.values():
+    score = score_for(study_meta(study)["protocol"]["dataset"])
+    out = SlotSummary(budget=len(by_slot), score=score)
+    for slot in sorted(by_slot, key=lambda s: (s is None, s)):
+        trials = by_slot[slot]
         states = {t.state for t in trials}
         finished = [t for t in trials if t.state == TrialState.COMPLETE]
         if finished:
@@ -116,8 +133,9 @@ def summarize(study: optuna.Study) -> SlotSummary:
                 out.diverged += 1
             else:
                 out.complete += 1
-            if t.value is not None and t.value != float("inf") and (out.best is None or t.value < out.best.value):
-                out.best = t
+            value = trial_score(score, t)
+            if value is not None and (out.best is None or score.key(value) < score.key(out.best_score)):
+                out.best, out.best_score = t, value
         elif TrialState.RUNNING in states:
             out.running += 1
         elif TrialState.WAITING in states:

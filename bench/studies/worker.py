@@ -27,6 +27,7 @@ from optuna.trial import TrialState
 
 from bench.config import RunOptions
 from bench.errors import BenchError
+from bench.scores import score_for
 from bench.studies.protocol import RunProtocol
 from bench.studies.storage import open_storage
 from bench.studies.study import _add_waiting, study_meta
@@ -36,7 +37,7 @@ GRACE_SECONDS = 300.0  # a trial on another host is presumed lost after this lon
 HOST = platform.node()
 OWNER, BEAT = "bench:owner", "bench:heartbeat"
 EVALUATION_FIELDS = ("step", "g_steps", "images_seen", "train_seconds", "eval_seconds", "metrics", "losses",
-                     "protocol", "device")
+                     "protocol", "numerics", "device")
 
 
 @dataclass
@@ -48,9 +49,10 @@ class Finished:
     role: str
     slot: int
     status: str  # complete | diverged | failed
-    value: Optional[float]
+    value: Optional[float]  # the trial's score; None where it has none
     seconds: float
     error: Optional[str] = None
+    score_name: str = "fid"
 
 
 def select_studies(storage, pattern: str) -> list[str]:
@@ -138,11 +140,15 @@ def _train(study: optuna.Study, trial: optuna.trial.FrozenTrial, out_dir: Path, 
         _finish(storage, trial, TrialState.FAIL, None, {"status": "failed", "error": error.splitlines()[0]})
         return Finished(study.study_name, meta["model"], meta["role"], slot, "failed", None, time.perf_counter() - t0, error)
     stop.set()
-    # A diverged trial never wins (PROTOCOL §4): its score is infinite, whatever it reached before.
-    value = result.best_fid if result.status == "complete" and result.best_fid is not None else float("inf")
+    # A diverged trial keeps the best point it reached (compare_gan v1 scores every checkpoint and
+    # keeps the best); with none, it has no score and the worst value stands in for it.
+    score = score_for(protocol.dataset)
+    value = score.stored_value(result.evaluations)
     state = _read_state(folder)
     attrs = {
         "status": result.status,
+        "score_name": score.metric,
+        "score": result.score,
         "best_fid": result.best_fid,
         # A copy of the evaluation records, so that reports work where the trial folder is not.
         "evaluations": [{k: r[k] for k in EVALUATION_FIELDS if k in r} for r in result.evaluations],
@@ -152,7 +158,8 @@ def _train(study: optuna.Study, trial: optuna.trial.FrozenTrial, out_dir: Path, 
         "steps": config.steps,
     }
     _finish(storage, trial, TrialState.COMPLETE, value, attrs)
-    return Finished(study.study_name, meta["model"], meta["role"], slot, result.status, value, time.perf_counter() - t0)
+    return Finished(study.study_name, meta["model"], meta["role"], slot, result.status, result.score,
+                    time.perf_counter() - t0, score_name=score.metric)
 
 
 def _finish(storage, trial, state, value, attrs) -> None:

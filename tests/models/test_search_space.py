@@ -15,7 +15,7 @@ AUTHOR_DEFAULTS = {
     "wgan_gp": {"lr": 1e-4, "beta1": 0.5, "disc_iters": 5, "d_batch_norm": False, "lambda": 10.0},
     "dragan": {"lr": 1e-4, "beta1": 0.5, "disc_iters": 1, "d_batch_norm": True, "lambda": 10.0},
     "began": dict(lr=1e-4, beta1=0.5, disc_iters=5, d_batch_norm=False, gamma=0.75, lambda_k=1e-3),
-    "vae": dict(lr=5e-5, beta1=0.5),
+    "vae": dict(lr=5e-5, beta1=0.5, encoder_batch_norm=True),
 }
 
 
@@ -81,3 +81,27 @@ def test_resolve_parses_and_checks_overrides():
         space.resolve({"d_batch_norm": "maybe"})
     with pytest.raises(BenchError, match="finite number"):
         space.resolve({"lr": "nan"})
+
+
+def test_the_vae_searches_its_encoder_batch_norm_as_v1_does():
+    """compare_gan v1 `params.py` (VAEHyperParams): the switch in both ranges, on in the wide
+    defaults, off in the narrow ones; slot 0 of each search is that range's defaults."""
+    from bench.studies.search import configuration, distributions
+
+    for name in ("vae", "beta_vae", "vae_dl", "aae"):
+        space = get_model_class(name).search_space
+        assert space.wide["encoder_batch_norm"] == Choice((True, False)) == space.narrow["encoder_batch_norm"]
+        assert configuration(space, "wide", name, 0)["encoder_batch_norm"] is True
+        assert configuration(space, "narrow", name, 0)["encoder_batch_norm"] is False
+        assert distributions(space, "narrow")["encoder_batch_norm"].choices == (True, False)
+    draws = {configuration(get_model_class("vae").search_space, "wide", "vae", slot)["encoder_batch_norm"]
+             for slot in range(1, 30)}
+    assert draws == {True, False}
+    from bench.models import build_model
+
+    assert build_model("vae", (1, 8, 8), {"encoder_batch_norm": False}).encoder.net[3].__class__.__name__ == "Identity"
+    assert build_model("vae", (1, 8, 8)).encoder.net[3].__class__.__name__ == "BatchNorm2d"
+    with pytest.raises(ValueError, match="narrow defaults"):
+        from bench.models.search_space import SearchSpace
+
+        SearchSpace(defaults={"lr": 1.0}, wide={"lr": Fixed(1.0)}, narrow={"lr": Fixed(1.0)}, narrow_defaults={"x": 1})

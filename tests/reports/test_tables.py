@@ -15,7 +15,7 @@ from bench.reports.published import published_table
 from tests.reports.synthetic import make_run
 
 INF = float("inf")
-# Per trial, its FIDs at the evaluation points; None: diverged before the first.
+# Per trial, its FIDs at the evaluation points; None: diverged before the first; INF: diverged there.
 TRIALS = {
     "ns_gan": [[30.0, 20.0], [25.0, 22.0], None, [40.0, 35.0], [18.0, 19.0], [50.0, INF]],
     "wgan": [[28.0, 24.0], [33.0, 31.0], [26.0, 21.0], [60.0, 45.0]],
@@ -30,9 +30,11 @@ def run(tmp_path_factory):
 
 
 def objectives(model):
+    """Each trial's score: its best point, before a divergence too; none (INF) without a point."""
     out = []
     for fids in TRIALS[model]:
-        out.append(INF if fids is None or INF in fids else min(fids))
+        finite = [f for f in fids or [] if f != INF]
+        out.append(min(finite) if finite else INF)
     return np.array(out)
 
 
@@ -60,8 +62,9 @@ def test_model_summary(run):
     row = summary.loc["ns_gan"]
     assert row["trials"] == 6 and row["done"] == 6 and row["diverged"] == 2
     assert row["diverged_share"] == pytest.approx(2 / 6)
-    assert row["best_fid"] == finite.min() and row["median_fid"] == np.median(finite)
-    assert row["fid_q25"] == pytest.approx(np.quantile(finite, 0.25))
+    assert row["score"] == "fid" and row["best_score"] == finite.min() and row["median_score"] == np.median(finite)
+    assert row["score_q25"] == pytest.approx(np.quantile(finite, 0.25))
+    assert 50.0 in finite  # the trial that diverged after a point at 50 keeps it
     assert row["best_trial"] == 4
     assert summary.loc["wgan", "pending"] == 1 and summary.loc["wgan", "done"] == 4
 
@@ -80,7 +83,7 @@ def test_budget_curve_matches_a_direct_bootstrap_and_never_rises(run):
             assert got.loc[k, "mean"] == pytest.approx(finite.mean(), rel=1e-12)
             assert got.loc[k, "std"] == pytest.approx(finite.std(), rel=1e-12)
             assert got.loc[k, "lo"] == pytest.approx(np.percentile(finite, 2.5))
-            assert got.loc[k, "all_diverged"] == pytest.approx(1 - len(finite) / 2000)
+            assert got.loc[k, "no_score"] == pytest.approx(1 - len(finite) / 2000)
         means = got["mean"].to_numpy()
         assert (np.diff(means) <= 0).all()
     assert set(table[table["model"] == "wgan"]["k"]) == {1, 2, 3}  # k beyond the trials done is left out
@@ -88,7 +91,7 @@ def test_budget_curve_matches_a_direct_bootstrap_and_never_rises(run):
 
 def test_budget_curve_edge_cases():
     curve = budget_curve([INF, INF], 3, draws=100)
-    assert curve["all_diverged"].eq(1.0).all() and curve["mean"].isna().all()
+    assert curve["no_score"].eq(1.0).all() and curve["mean"].isna().all()
     assert budget_curve([5.0], 4, draws=10)["mean"].tolist() == [5.0] * 4
     with pytest.raises(ValueError):
         min_draws([], 1)
@@ -110,8 +113,8 @@ def test_seed_table(run):
     seeds = tables.seed_table(df).set_index("model")
     mins = [17.5, 18.5, 19.5]
     assert seeds.loc["ns_gan", "seeds"] == 3
-    assert seeds.loc["ns_gan", "fid_mean"] == pytest.approx(np.mean(mins))
-    assert seeds.loc["ns_gan", "fid_std"] == pytest.approx(np.std(mins, ddof=1))
+    assert seeds.loc["ns_gan", "mean"] == pytest.approx(np.mean(mins))
+    assert seeds.loc["ns_gan", "std"] == pytest.approx(np.std(mins, ddof=1))
     assert "wgan" not in seeds.index
 
 
@@ -146,7 +149,7 @@ def test_published_numbers_only_beside_the_studys_protocol(tmp_path):
 
 
 def test_a_folder_of_several_datasets(tmp_path):
-    make_run(tmp_path / "triangles", {"ns_gan": [[9.0]]})
+    make_run(tmp_path / "triangles", {"ns_gan": [[9.0]]}, dataset="triangles")
     make_run(tmp_path / "mnist", {"ns_gan": [[5.0]], "wgan": [[6.0]]}, dataset="mnist")
     df = load_results(tmp_path)
     assert set(df["dataset"]) == {"triangles", "mnist"} and len(df) == 3
@@ -176,7 +179,7 @@ def test_ranking_by_fid_and_by_each_likelihood_apart(tmp_path):
                   "realnvp": ("nll_bpd", [[4.0, 3.9], [4.5]])})
     table = tables.ranking(load_results(tmp_path)).set_index("model")
     assert table.index.tolist() == ["ns_gan", "realnvp", "pixelcnn", "vae"]
-    assert table["fid_rank"].tolist() == [1, 2, 3, 4] and table["best_fid"].tolist() == [50.0, 60.0, 70.0, 80.0]
+    assert table["score_rank"].tolist() == [1, 2, 3, 4] and table["best_score"].tolist() == [50.0, 60.0, 70.0, 80.0]
     assert table.loc["pixelcnn", "nll_bpd"] == 2.5 and table.loc["realnvp", "nll_bpd"] == 3.9
     assert table.loc["pixelcnn", "nll_bpd_rank"] == 1 and table.loc["realnvp", "nll_bpd_rank"] == 2
     assert table.loc["vae", "nll_nats_binarized"] == 110.0 and table.loc["vae", "nll_nats_binarized_rank"] == 1
@@ -193,7 +196,7 @@ def test_published_likelihoods_only_for_the_datasets_and_units_measured(tmp_path
     anchors = likelihood_anchors(load_results(tmp_path / "c"))
     assert set(anchors["model"]) == {"Gated PixelCNN", "PixelCNN++", "RealNVP", "Glow"}
     assert (anchors["metric"] == "nll_bpd").all() and anchors["published"].min() == 2.92
-    make_run(tmp_path / "t", {"pixelcnn": [[70.0]]}, nll={"pixelcnn": ("nll_bpd", [[3.9]])})  # triangles
+    make_run(tmp_path / "t", {"pixelcnn": [[70.0]]}, dataset="triangles", nll={"pixelcnn": ("nll_bpd", [[3.9]])})
     assert likelihood_anchors(load_results(tmp_path / "t")).empty
     make_run(tmp_path / "m", {"vae": [[70.0]]}, dataset="mnist", nll={"vae": ("nll_nats_binarized", [[95.0]])})
     assert set(likelihood_anchors(load_results(tmp_path / "m"))["published"]) == {86.76, 84.78}

@@ -98,16 +98,25 @@ def test_seeds_rerun_the_best_configuration(blob_folder, tmp_path):
     assert all(t.params == best.params and t.state == optuna.trial.TrialState.COMPLETE for t in reruns)
 
 
-def test_diverged_trials_count_with_an_infinite_score(blob_folder, tmp_path):
+def test_diverged_trials_keep_their_best_point_before_the_divergence(blob_folder, tmp_path):
     import tests.test_train  # noqa: F401  registers test_nan_at_7
 
     req = request(blob_folder, tmp_path / "r", models=("test_nan_at_7",), budget=2,
                   protocol=protocol(blob_folder, steps=10, eval_every=5))
     result = run_study(req)
     summary = result.summaries[("test_nan_at_7", "search")]
-    assert summary.diverged == 2 and summary.done == 2 and summary.best is None
-    assert all(t.value == float("inf") and t.user_attrs["diverged_at_step"] == 7
-               for t in trials(tmp_path / "r", req.protocol, "test_nan_at_7"))
+    assert summary.diverged == 2 and summary.done == 2
+    done = trials(tmp_path / "r", req.protocol, "test_nan_at_7")
+    for t in done:
+        (point,) = t.user_attrs["evaluations"]  # step 5; the loss turned NaN at step 7
+        assert t.user_attrs["diverged_at_step"] == 7 and t.user_attrs["status"] == "diverged"
+        assert t.value == point["metrics"]["fid"] == t.user_attrs["score"]
+    assert summary.best_score == min(t.value for t in done)
+    # One that diverges before its first point has no score: the worst value, infinite FID.
+    req = request(blob_folder, tmp_path / "r2", models=("test_nan_at_7",), budget=1,
+                  protocol=protocol(blob_folder, steps=10, eval_every=8))
+    summary = run_study(req).summaries[("test_nan_at_7", "search")]
+    assert summary.best is None and trials(tmp_path / "r2", req.protocol, "test_nan_at_7")[0].value == float("inf")
 
 
 def test_match_flops_gives_cheaper_models_more_steps(blob_folder):
@@ -157,3 +166,18 @@ def test_bad_run_input_is_one_line(args, fragments, tmp_path, capsys):
     code, _, err = run_cli(RUN + args + ["--out", str(tmp_path / "r")], capsys)
     assert_one_line_error(code, err, *fragments)
     assert not (tmp_path / "r" / "run.json").exists()
+
+
+@pytest.mark.parametrize("flags, seeds", [([], 50), (["--seeds", "0"], 0), (["--seeds", "3"], 3)])
+def test_the_paper_preset_reruns_the_best_configurations_with_50_seeds(flags, seeds, blob_folder, tmp_path, capsys,
+                                                                       monkeypatch):
+    """The paper preset is the paper's protocol, its 50 seed re-runs included (no training here:
+    the queue is not worked, so run.json is all that is written)."""
+    monkeypatch.setattr("bench.studies.run._drive", lambda *a, **k: None)
+    out = tmp_path / "r"
+    code, _, err = run_cli(["run", "--model", "ns_gan", "--dataset", f"folder:{blob_folder}", "--budget", "1",
+                            "--preset", "paper", "--extractor", "tiny", "--eval-samples", "16", "--device", "cpu",
+                            "--no-progress", "--out", str(out), *flags], capsys)
+    assert code == 0, err
+    record = json.loads((out / "run.json").read_text())
+    assert record["seeds"] == seeds and record["protocol"]["numerics"] == "float32"

@@ -1,0 +1,157 @@
+"""Trials ranked by their dataset's score: maximum triangle F1 on triangles, minimum FID elsewhere,
+a diverged trial at its best point before the divergence (compare_gan v1), on synthetic runs
+where every number is known."""
+
+import math
+import zlib
+
+import numpy as np
+import optuna
+import pytest
+
+from bench import load_results
+from bench.reports import tables
+from bench.reports.bootstrap import budget_curve
+from bench.scores import FID, TRIANGLE_F1, score_for
+from bench.studies.storage import open_storage
+from bench.studies.study import study_name, summarize
+from tests.reports.synthetic import make_run
+
+INF = float("inf")
+# FIDs and F1s per evaluation point. The lowest FID and the highest F1 are in different trials, so
+# a table that still ranked triangles by FID would pick other trials. ns_gan's trial 2 diverges
+# after one point (its F1 0.7 is the model's best); its trial 3 diverges before any.
+FIDS = {"ns_gan": [[30.0, 20.0], [25.0, 26.0], [40.0, INF], None],
+        "wgan": [[22.0, 19.0], [35.0, 33.0]]}
+F1S = {"ns_gan": [[0.3, 0.4], [0.6, 0.5], [0.7], []],
+       "wgan": [[0.1, 0.2], [0.25, 0.3]]}
+
+
+def max_f1(model, strict=False):
+    out = []
+    for fids, f1s in zip(FIDS[model], F1S[model]):
+        diverged = fids is None or INF in fids
+        out.append(np.nan if not f1s or (strict and diverged) else max(f1s))
+    return np.array(out)
+
+
+@pytest.fixture(scope="module", params=["new", "old"])
+def triangles(request, tmp_path_factory):
+    """The same trials as bench writes them now, and as it wrote them before (Optuna values: the
+    minimum FID, infinite for a diverged trial): the tables must not tell them apart."""
+    out = tmp_path_factory.mktemp(f"triangles-{request.param}")
+    proto = make_run(out, FIDS, dataset="triangles", f1=F1S, seeds={"ns_gan": [[21.0], [24.0]]},
+                     seed_f1={"ns_gan": [[0.65], [0.55]]}, stored=request.param)
+    return out, proto, load_results(out)
+
+
+def test_the_objective_is_the_maximum_f1_recomputed_from_the_records(triangles):
+    _, _, df = triangles
+    assert set(df["score_name"]) == {"tri_f1"}
+    trials = tables.trial_table(df)
+    search = trials[(trials["model"] == "ns_gan") & (trials["role"] == "search")].set_index("trial")
+    assert search["objective"].tolist() == [0.4, 0.6, 0.7, 0.0]  # no point at all: zero F1
+    assert search.loc[1, "step"] == 50 and search.loc[1, "tri_f1"] == 0.6  # the max-F1 point, not the min-FID one
+    assert search.loc[2, "status"] == "diverged" and search.loc[2, "objective"] == 0.7
+
+
+def test_summary_and_best_trial_by_maximum_f1(triangles):
+    _, _, df = triangles
+    summary = tables.model_summary(df).set_index("model")
+    scored = max_f1("ns_gan")[:3]
+    assert summary.loc["ns_gan", "score"] == "tri_f1" and summary.loc["ns_gan", "best_score"] == 0.7
+    assert summary.loc["ns_gan", "best_trial"] == 2 and summary.loc["ns_gan", "diverged"] == 2
+    assert summary.loc["ns_gan", "median_score"] == pytest.approx(np.median(scored))
+    best = tables.best_trials(df).set_index("model")
+    assert best.loc["wgan", "trial"] == 1  # F1 0.3, though its trial 0 has the lower FID
+    quality = tables.quality_table(df).set_index("model")
+    assert quality.loc["ns_gan", "tri_f1"] == 0.7 and quality.loc["ns_gan", "fid"] == 40.0
+    seeds = tables.seed_table(df).set_index("model")
+    assert seeds.loc["ns_gan", "mean"] == pytest.approx(0.6) and seeds.loc["ns_gan", "score"] == "tri_f1"
+
+
+def test_budget_table_bootstraps_the_maximum_f1_with_its_precision_and_recall(triangles):
+    _, _, df = triangles
+    table = tables.budget_table(df, ks=(1, 2, 4), draws=3000, seed=3)
+    got = table[table["model"] == "ns_gan"].set_index("k")
+    values, strict = max_f1("ns_gan"), max_f1("ns_gan", strict=True)
+    trials = tables.trial_table(df)
+    trials = trials[(trials["model"] == "ns_gan") & (trials["role"] == "search")]
+    precision, recall = trials["tri_precision"].to_numpy(), trials["tri_recall"].to_numpy()
+    rng = np.random.default_rng([3, zlib.crc32(b"ns_gan")])
+    index = rng.integers(0, 4, size=(3000, 4))
+    for k in (1, 2, 4):
+        best, strict_best, p, r = [], [], [], []
+        for row in index[:, :k]:
+            scored = [i for i in row if not math.isnan(values[i])]
+            if scored:
+                winner = max(scored, key=lambda i: values[i])
+                best.append(values[winner])
+                p.append(precision[winner])
+                r.append(recall[winner])
+            strict_scored = [values[i] for i in row if not math.isnan(strict[i])]
+            if strict_scored:
+                strict_best.append(max(strict_scored))
+        assert got.loc[k, "mean"] == pytest.approx(np.mean(best), rel=1e-12)
+        assert got.loc[k, "hi"] == pytest.approx(np.percentile(best, 97.5))
+        assert got.loc[k, "no_score"] == pytest.approx(1 - len(best) / 3000)
+        assert got.loc[k, "tri_precision"] == pytest.approx(np.mean(p))
+        assert got.loc[k, "tri_recall"] == pytest.approx(np.mean(r))
+        assert got.loc[k, "strict_mean"] == pytest.approx(np.mean(strict_best), rel=1e-12)
+        assert got.loc[k, "strict_no_score"] == pytest.approx(1 - len(strict_best) / 3000)
+    assert (np.diff(got["mean"].to_numpy()) >= 0).all()  # the best of more trials is never worse
+    assert got.loc[4, "mean"] > got.loc[4, "strict_mean"]  # the diverged trial's 0.7 wins draws
+
+
+def test_pairwise_and_ranking_follow_the_direction(triangles):
+    _, _, df = triangles
+    pair = tables.pairwise_table(df, k=2, draws=2000).set_index("model")
+    # Every ns_gan draw with a score beats wgan's best, 0.3; only draws of its trial 3 twice do not.
+    assert pair.loc["ns_gan", "wgan"] == pytest.approx(1 - 1 / 16, abs=0.02)
+    ranked = tables.ranking(df).set_index("model")
+    assert ranked.loc["ns_gan", "score_rank"] == 1 and ranked.loc["wgan", "score_rank"] == 2
+    assert ranked.loc["wgan", "fid_rank"] == 1 and ranked.loc["wgan", "best_fid"] == 19.0  # ... FID says otherwise
+
+
+def test_seed_reruns_take_the_maximum_f1_configuration(triangles):
+    out, proto, _ = triangles
+    storage = open_storage(f"journal:{out / 'optuna.journal'}")
+    study = optuna.load_study(study_name=study_name(proto, "ns_gan"), storage=storage)
+    summary = summarize(study)
+    assert summary.best.user_attrs["slot"] == 2 and summary.best_score == 0.7 and summary.score is TRIANGLE_F1
+
+
+def test_fid_runs_keep_a_diverged_trials_best_point(tmp_path):
+    """A model whose only scored trial diverged after reaching FID 10 beats one that never diverged."""
+    make_run(tmp_path, {"ns_gan": [[10.0, INF]], "wgan": [[30.0, 25.0]]}, stored="old")
+    df = load_results(tmp_path)
+    trials = tables.trial_table(df).set_index("model")
+    assert trials.loc["ns_gan", "status"] == "diverged" and trials.loc["ns_gan", "objective"] == 10.0
+    pair = tables.pairwise_table(df, k=1, draws=200).set_index("model")
+    assert pair.loc["ns_gan", "wgan"] == 1.0
+    table = tables.budget_table(df, ks=(1,), draws=200).set_index("model")
+    assert table.loc["ns_gan", "mean"] == 10.0 and math.isnan(table.loc["ns_gan", "strict_mean"])
+    assert table.loc["ns_gan", "strict_no_score"] == 1.0
+
+
+def test_score_keys_and_bounds():
+    assert score_for("triangles") is TRIANGLE_F1 and score_for("mnist") is FID and score_for("folder:/x") is FID
+    assert TRIANGLE_F1.key(0.5) == -0.5 and TRIANGLE_F1.key(float("nan")) == INF
+    assert FID.key(float("nan")) == INF and FID.unkey(INF) != FID.unkey(INF)  # no score: NaN
+    assert TRIANGLE_F1.unkey(TRIANGLE_F1.key(np.array([0.2, np.nan]))).tolist()[0] == 0.2
+    records = [{"metrics": {"tri_f1": 0.2}}, {"metrics": {}}, {"metrics": {"tri_f1": 0.5}}, {"metrics": {"tri_f1": 0.5}}]
+    assert TRIANGLE_F1.best_record(records) is records[2] and TRIANGLE_F1.stored_value([]) == 0.0
+    assert FID.stored_value([{"metrics": {"fid": float("nan")}}]) == INF
+    curve = budget_curve([0.1, np.nan], 2, draws=500, score=TRIANGLE_F1)
+    assert curve["mean"].tolist() == pytest.approx([0.1, 0.1]) and 0 < curve.loc[0, "no_score"] < 1
+
+
+def test_bench_rank_orders_by_maximum_f1(triangles):
+    from bench.reports.rank import ranking_table
+
+    _, proto, df = triangles
+    table, _ = ranking_table(df, "wgan", 2, proto.digest, draws=1000)
+    table = table.set_index("model")
+    assert table.loc["ns_gan", "rank"] == 1 and table.loc["wgan", "rank"] == 2
+    assert table.loc["ns_gan", "score"] == "tri_f1" and table.loc["ns_gan", "mean"] > table.loc["wgan", "mean"]
+    assert table.loc["ns_gan", "p_wgan_beats"] == pytest.approx(1 / 16, abs=0.03)  # only when ns_gan has no score
