@@ -234,14 +234,18 @@ def _cmd_list(args) -> int:
         print(format_table(model_rows()))
     else:
         from bench.data import dataset_names, get_dataset
+        from bench.scores import SCORES
 
         rows = []
         for name in dataset_names():
             info = get_dataset(name).info
             c, h, w = info.image_shape
+            score = SCORES[info.score]
             rows.append({"dataset": name, "shape": f"{h}x{w}x{c}", "steps": info.steps, "eval every": info.eval_every,
+                         "score": f"{'max' if score.maximize else 'min'} {score.metric}",
                          "splits": ", ".join(info.splits), "note": info.note})
-        rows.append({"dataset": "folder:PATH", "note": "your own images, one size; PATH/train + PATH/test if present"})
+        rows.append({"dataset": "folder:PATH", "score": "min fid",
+                     "note": "your own images, one size; PATH/train + PATH/test if present"})
         print(format_table(rows))
     return 0
 

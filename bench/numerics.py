@@ -1,11 +1,12 @@
 """The floating-point settings a trial trains under, set for its duration and recorded with it.
 
-On CUDA, PyTorch lets cuDNN run float32 convolutions in TF32 by default (10-bit mantissa), and
-`torch.backends.cuda.matmul.allow_tf32` does the same for matrix products; the study trained in
-float32. So a trial states its numerics in its protocol (`float32`, the presets' choice: TF32
+On CUDA, PyTorch lets cuDNN run float32 convolutions in TF32 by default (10-bit mantissa); matrix
+products may be switched to TF32 too (off by default since PyTorch 1.12, but one call away); the
+study trained in float32. So a trial states its numerics in its protocol (`float32`, the presets' choice: TF32
 off everywhere; or `tf32`, faster on Ampere and later), applies them while it trains, and writes
 the flags that were in force into every evaluation record. Feature extraction always runs in
-true float32 (`FEATURES`): a reference FID must not depend on the flags of whoever called it.
+true float32 (`FEATURES`), and so do the triangle metric and the NLL (`METRICS`): a reference FID, or a
+trial's score, must not depend on the flags of whoever called it.
 
 On a CPU the flags change nothing, but they are set and recorded all the same, so that a record
 says the same thing on every machine.
@@ -36,27 +37,64 @@ class Numerics:
     @classmethod
     def current(cls, dtype: str = "float32") -> "Numerics":
         """The flags in force now, in this process."""
-        return cls(dtype=dtype, tf32_matmul=bool(torch.backends.cuda.matmul.allow_tf32),
-                   tf32_conv=bool(torch.backends.cudnn.allow_tf32),
+        if _NEW_API:
+            tf32_matmul = _tf32(_MATMUL.fp32_precision, torch.backends.fp32_precision)
+            tf32_conv = _tf32(_CONV.fp32_precision, torch.backends.cudnn.fp32_precision, torch.backends.fp32_precision)
+        else:
+            tf32_matmul, tf32_conv = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+        return cls(dtype=dtype, tf32_matmul=bool(tf32_matmul), tf32_conv=bool(tf32_conv),
                    cudnn_benchmark=bool(torch.backends.cudnn.benchmark),
                    cudnn_deterministic=bool(torch.backends.cudnn.deterministic))
 
     @contextlib.contextmanager
     def applied(self) -> Iterator["Numerics"]:
-        """These flags inside the block, the caller's after it (an exception included)."""
-        before = Numerics.current()
+        """These flags inside the block, the caller's after it (an exception included), restored as
+        the caller set them (PyTorch refuses to read flags set through a mix of its two APIs)."""
+        before = _raw()
         _set(self)
         try:
             yield self
         finally:
-            _set(before)
+            _restore(before)
+
+
+# PyTorch 2.9 added per-backend `fp32_precision` settings beside the older `allow_tf32` flags; once
+# the new ones are used, reading the old ones raises. With the new API present, bench reads and
+# sets only the new one, at the operator level (which wins over the backend and global levels).
+_MATMUL = torch.backends.cuda.matmul
+_CONV = getattr(torch.backends.cudnn, "conv", None)
+_NEW_API = hasattr(_MATMUL, "fp32_precision") and hasattr(_CONV, "fp32_precision")
+
+
+def _tf32(*levels: str) -> bool:
+    """The first level that is set ("none" inherits from the next); unset everywhere is IEEE float32."""
+    for level in levels:
+        if level != "none":
+            return level == "tf32"
+    return False
+
+
+def _raw() -> tuple:
+    tf32 = (_MATMUL.fp32_precision, _CONV.fp32_precision) if _NEW_API else \
+        (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    return (*tf32, torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic)
+
+
+def _restore(raw: tuple) -> None:
+    if _NEW_API:
+        _MATMUL.fp32_precision, _CONV.fp32_precision = raw[0], raw[1]
+    else:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = raw[0], raw[1]
+    torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = raw[2], raw[3]
 
 
 def _set(numerics: Numerics) -> None:
-    torch.backends.cuda.matmul.allow_tf32 = numerics.tf32_matmul
-    torch.backends.cudnn.allow_tf32 = numerics.tf32_conv
-    torch.backends.cudnn.benchmark = numerics.cudnn_benchmark
-    torch.backends.cudnn.deterministic = numerics.cudnn_deterministic
+    precision = {True: "tf32", False: "ieee"}
+    if _NEW_API:
+        _restore((precision[numerics.tf32_matmul], precision[numerics.tf32_conv],
+                  numerics.cudnn_benchmark, numerics.cudnn_deterministic))
+    else:
+        _restore((numerics.tf32_matmul, numerics.tf32_conv, numerics.cudnn_benchmark, numerics.cudnn_deterministic))
 
 
 # A protocol names its numerics; these are the names it may use.
@@ -64,7 +102,9 @@ NUMERICS = {
     "float32": Numerics(),
     "tf32": Numerics(tf32_matmul=True, tf32_conv=True),
 }
-FEATURES = NUMERICS["float32"]  # Inception and every other feature extractor
+# Inception and every other feature extractor; the triangle metric and the NLL (bench/train.py):
+# a trial's numbers never depend on the flags it trained under.
+FEATURES = METRICS = NUMERICS["float32"]
 
 
 def numerics_named(name: str) -> Numerics:

@@ -31,6 +31,9 @@ class Score:
     label: str  # how a person reads it: "FID", "triangle F1"
     maximize: bool
     companions: tuple = ()  # metrics of the same point shown beside it (F1's precision and recall)
+    # Between equal scores, the lower of this metric wins: short runs on triangles often have F1 = 0
+    # at every point, and slot order must not decide which trial or point is "the best".
+    tiebreak: Optional[str] = None
 
     @property
     def direction(self) -> str:
@@ -61,16 +64,22 @@ class Score:
             return None
         return max(finite) if self.maximize else min(finite)
 
+    def tie(self, value) -> float:
+        """The tiebreak's key of a value of the tiebreak metric (NaN, None: +inf)."""
+        return math.inf if value is None or not math.isfinite(float(value)) else float(value)
+
+    def record_key(self, record: dict) -> tuple:
+        """(key, tiebreak key) of one evaluation record; lower is better."""
+        metrics = record.get("metrics") or {}
+        value = metrics.get(self.metric)
+        key = self.key(math.nan if value is None else float(value))
+        return key, self.tie(metrics.get(self.tiebreak)) if self.tiebreak else 0.0
+
     def best_record(self, records: Iterable[dict]) -> Optional[dict]:
-        """The evaluation record holding the best value (the first such, in step order)."""
-        best, chosen = None, None
-        for record in records:
-            value = (record.get("metrics") or {}).get(self.metric)
-            if value is None or not math.isfinite(float(value)):
-                continue
-            if best is None or (value > best if self.maximize else value < best):
-                best, chosen = value, record
-        return chosen
+        """The evaluation record holding the best value (by the tiebreak among equals, then the
+        first in step order); None where no record has a finite value."""
+        scored = [r for r in records if math.isfinite(self.record_key(r)[0])]
+        return min(scored, key=self.record_key) if scored else None
 
     def of_records(self, records: Iterable[dict]) -> Optional[float]:
         """A trial's score from its evaluation records; None where no point has one."""
@@ -84,7 +93,7 @@ class Score:
 
 
 FID = Score("fid", "FID", maximize=False)
-TRIANGLE_F1 = Score("tri_f1", "triangle F1", maximize=True, companions=("tri_precision", "tri_recall"))
+TRIANGLE_F1 = Score("tri_f1", "triangle F1", maximize=True, companions=("tri_precision", "tri_recall"), tiebreak="fid")
 SCORES = {s.metric: s for s in (FID, TRIANGLE_F1)}
 
 

@@ -31,7 +31,7 @@ from bench.files import atomic_write
 from bench.loss_monitor import LossMonitor
 from bench.metrics.metric_nll import model_nll
 from bench.models import build_model
-from bench.numerics import Numerics, numerics_named
+from bench.numerics import METRICS, Numerics, numerics_named
 from bench.scores import FID, score_for
 from bench.trial_folder import FINISHED, TrialFolder, now
 
@@ -198,7 +198,8 @@ class _Trial:
             return False
         metrics, protocol = evaluation.metrics, self.evaluator.protocol()
         if self.nll_images is not None:
-            nll, protocol["nll"] = model_nll(self.model, self.nll_images, self.config.nll_k, seed=NLL_SEED)
+            with METRICS.applied():
+                nll, protocol["nll"] = model_nll(self.model, self.nll_images, self.config.nll_k, seed=NLL_SEED)
             if not all(math.isfinite(v) for v in nll.values()):
                 return False
             metrics.update(nll)

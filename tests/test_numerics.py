@@ -79,7 +79,7 @@ def test_a_trial_trains_under_its_numerics_and_records_them(name, blob_folder, t
     for record in records:
         assert record["config"]["numerics"] == name
         assert Numerics(**record["numerics"]) == NUMERICS[name]  # what was in force, as read back
-        assert Numerics(**record["protocol"]["feature_numerics"]) == FEATURES
+        assert Numerics(**record["protocol"]["metric_numerics"]) == FEATURES
     assert SEEN["features"] and set(SEEN["features"]) == {FEATURES}
     state = json.loads((tmp_path / "t" / "trial.json").read_text())
     assert Numerics(**state["numerics"]) == NUMERICS[name]
@@ -116,3 +116,19 @@ def test_the_inception_network_runs_in_float32_under_a_tf32_caller(caller_flags,
         assert Numerics.current() == TF32
     assert seen == [FEATURES] and InceptionV3.numerics == FEATURES
     assert Numerics.current() == caller_flags
+
+
+def test_a_caller_on_pytorchs_newer_precision_api_is_served_and_restored():
+    """Once `fp32_precision` is set, PyTorch refuses to read `allow_tf32`: numerics must cope."""
+    if not hasattr(torch.backends.cuda.matmul, "fp32_precision"):
+        pytest.skip("this PyTorch has no fp32_precision API")
+    saved = torch.backends.fp32_precision
+    try:
+        torch.backends.fp32_precision = "tf32"
+        mine = Numerics.current()
+        assert mine.tf32_matmul and mine.tf32_conv
+        with NUMERICS["float32"].applied():
+            assert Numerics.current() == NUMERICS["float32"]
+        assert Numerics.current() == mine and torch.backends.fp32_precision == "tf32"
+    finally:
+        torch.backends.fp32_precision = saved

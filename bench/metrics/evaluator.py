@@ -21,6 +21,7 @@ from bench.data.base import ImageSplit
 from bench.metrics.feature_extractor_base import FeatureExtractor, extract_features
 from bench.metrics.metric_set import TRIAL_METRICS, MetricSettings, compute_metrics, settings_dict
 from bench.metrics.reference_stats import reference_statistics
+from bench.numerics import METRICS
 
 SAMPLE_INPUT = "float [0,1] x 255 = float [0,255], not quantised"
 
@@ -74,7 +75,8 @@ class SampleEvaluator:
         if self.triangle_pr is not None and model is not None:
             from bench.metrics.metric_triangles import triangle_precision_recall
 
-            tri = triangle_precision_recall(model, **self.triangle_pr)
+            with METRICS.applied():  # the number triangles are ranked by: true float32, as the features
+                tri = triangle_precision_recall(model, **self.triangle_pr)
             values.values["tri_precision"] = tri.precision
             if math.isnan(tri.recall):
                 values.unavailable.update({"tri_recall": f"{type(model).__name__} cannot be inverted by gradient "
@@ -90,7 +92,7 @@ class SampleEvaluator:
         return {
             "metrics": list(self.metrics) + (["triangle_pr"] if self.triangle_pr is not None else []),
             "extractor": self.extractor.protocol(),
-            "feature_numerics": self.extractor.numerics.to_dict(),
+            "metric_numerics": METRICS.to_dict(),  # features, triangle P/R and NLL (bench/numerics.py)
             "standard": self.extractor.standard,
             "dataset": self.dataset_name,
             "reference": self.reference.description,

@@ -65,7 +65,8 @@ class VAE(GenerativeModel):
 
     def __init__(self, image_shape, hparams=None):
         super().__init__(image_shape, hparams)
-        self.encoder = Discriminator(self.image_shape, batch_norm=self.hparams["encoder_batch_norm"],
+        # .get: a subclass whose own search space predates the switch keeps the encoder's batch norm on.
+        self.encoder = Discriminator(self.image_shape, batch_norm=self.hparams.get("encoder_batch_norm", True),
                                      out_dim=2 * self.z_dim)
         self.decoder = Generator(self.image_shape, self.z_dim, activation="relu")
 

@@ -28,7 +28,10 @@ HALF_BIN = 1.0 / 255.0  # half of one 8-bit bin on the [-1, 1] scale
 
 @register_model("beta_vae")
 class BetaVAE(VAE):
-    """VAE with a β-weighted KL term; its IWAE bound is still a bound on the same likelihood."""
+    """VAE with a β-weighted KL term; its IWAE bound is still a bound on the same likelihood.
+
+    β weighs the KL against the study's VAE loss, whose reconstruction term is averaged over
+    channels: on RGB data β = 1 is the study's VAE, a KL three times as strong as in the ELBO."""
 
     search_space = vae_search_space(beta=(1.0, LogUniform(-1, 1), LogUniform(-0.5, 0.5)))
 
@@ -95,7 +98,8 @@ class AdversarialAutoencoder(GenerativeModel):
 
     def __init__(self, image_shape, hparams=None):
         super().__init__(image_shape, hparams)
-        self.encoder = Discriminator(self.image_shape, batch_norm=self.hparams["encoder_batch_norm"], out_dim=self.z_dim)
+        self.encoder = Discriminator(self.image_shape, batch_norm=self.hparams.get("encoder_batch_norm", True),
+                                     out_dim=self.z_dim)
         self.decoder = Generator(self.image_shape, self.z_dim, activation="relu")
         # The critic works on 64-d codes: a small MLP, as in Makhzani et al. (two hidden layers).
         self.critic = nn.Sequential(nn.Linear(self.z_dim, 512), nn.LeakyReLU(0.2), nn.Linear(512, 512),

@@ -31,9 +31,11 @@ def model_rng(seed: int, model: str) -> np.random.Generator:
     return np.random.default_rng([int(seed), zlib.crc32(model.encode())])
 
 
-def best_draws(keys, max_k: int, draws: int = DRAWS, seed: int = 0, model: str = "") -> tuple[np.ndarray, np.ndarray]:
+def best_draws(keys, max_k: int, draws: int = DRAWS, seed: int = 0, model: str = "",
+               tiebreak=None) -> tuple[np.ndarray, np.ndarray]:
     """([draws, max_k] running minimum of the keys of the first k trials of draw b,
-    [draws, max_k] index of the trial holding it: the lowest-numbered among equal keys)."""
+    [draws, max_k] index of the trial holding it: among equal keys the lowest `tiebreak` (a
+    per-trial array, lower is better), then the lowest-numbered)."""
     keys = np.asarray(keys, dtype=float)
     if keys.ndim != 1 or len(keys) == 0:
         raise ValueError("the budget curve needs at least one finished trial")
@@ -42,7 +44,7 @@ def best_draws(keys, max_k: int, draws: int = DRAWS, seed: int = 0, model: str =
     # Always at least n columns, so that every table and curve of a model reads the same draws.
     index = model_rng(seed, model).integers(0, len(keys), size=(draws, max(max_k, len(keys))))[:, :max_k]
     # Rank trials by key (stable), so the running minimum of ranks names the winning trial too.
-    order = np.argsort(keys, kind="stable")
+    order = np.argsort(keys, kind="stable") if tiebreak is None else np.lexsort((np.asarray(tiebreak, float), keys))
     rank = np.empty(len(keys), dtype=np.int64)
     rank[order] = np.arange(len(keys))
     best_rank = np.minimum.accumulate(rank[index], axis=1)
@@ -56,12 +58,13 @@ def min_draws(keys, max_k: int, draws: int = DRAWS, seed: int = 0, model: str = 
 
 
 def budget_curve(scores, max_k: int, draws: int = DRAWS, seed: int = 0, model: str = "", score: Score = FID,
-                 companions: Optional[dict] = None) -> pd.DataFrame:
+                 companions: Optional[dict] = None, tiebreak=None) -> pd.DataFrame:
     """k, mean, std, 2.5 and 97.5 percentiles (lo, hi) of the budget-k best score, k = 1 … max_k,
     and `no_score`; for each of `companions` (name -> per-trial values, e.g. the precision at each
-    trial's best-F1 point) the mean over draws of the winning trial's value."""
+    trial's best-F1 point) the mean over draws of the winning trial's value (`tiebreak`, per trial,
+    names the winner among equal scores)."""
     values = np.asarray(scores, dtype=float)
-    keys, winner = best_draws(score.key(values), max_k, draws, seed, model)
+    keys, winner = best_draws(score.key(values), max_k, draws, seed, model, tiebreak)
     rows = []
     for k in range(1, max_k + 1):
         has = np.isfinite(keys[:, k - 1])

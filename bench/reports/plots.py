@@ -13,7 +13,7 @@ from matplotlib.ticker import MaxNLocator
 
 from bench.reports.results import finished, score_keys
 from bench.reports.tables import NLL_COLUMNS, best_trials, budget_curves, search_trials, trial_scores
-from bench.scores import score_for
+from bench.scores import FID, score_for
 
 
 def _pyplot():
@@ -208,8 +208,9 @@ def sample_grids(results: pd.DataFrame, out_dir: Path) -> Optional[Path]:
     for ax, (row, path) in zip(axes.flat, grids):
         image = np.asarray(Image.open(path))
         score = score_for(row["dataset"])
+        shown = score if pd.notna(row.get(score.metric)) else FID  # a model without the score: its FID
         ax.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=255, interpolation="nearest")
-        ax.set_title(f"{row['model']}\n{score.label} {row[score.metric]:.3g}, step {int(row['step'])}", fontsize=8)
+        ax.set_title(f"{row['model']}\n{shown.label} {row[shown.metric]:.3g}, step {int(row['step'])}", fontsize=8)
     return _save(fig, out_dir, "samples")
 
 

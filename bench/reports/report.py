@@ -90,12 +90,16 @@ def _sections(results: pd.DataFrame, draws: int) -> list[Section]:
     companions = sorted({c for d in results["dataset"].unique() for c in score_for(d).companions})
     with_points = (f" {' and '.join(companions)}: the mean over draws of the winning trial's values at its "
                    "best point." if companions else "")
+    unscored = summary[(summary["done"] > 0) & summary["best_score"].isna()]["model"].tolist()
     sections = [
         Section("models", f"Trials per model, by {label}",
                 f"Each trial's score is its {best} {label} over its evaluation points; a trial that diverged keeps "
                 "its best point before the divergence (as compare_gan v1 scored every checkpoint), and one that "
                 "diverged before its first evaluation has no score. diverged_share is the divergence rate; "
-                "quantiles are over trials with a score.",
+                "quantiles are over trials with a score."
+                + (f" No finished trial of {', '.join(unscored)} has a score: they diverged before any point, or "
+                   "their metric cannot be measured (triangle recall needs a generator differentiable in its "
+                   "noise); the tables below show them by FID where they have one." if unscored else ""),
                 _drop_constant(summary)),
         Section("budget", f"{label} at budget k",
                 f"Bootstrap over each model's finished trials ({draws} draws of k trials with replacement): mean, "
@@ -187,7 +191,7 @@ def _seed_layout(seeds: pd.DataFrame) -> pd.DataFrame:
 def _mean_std(mean, std, n) -> str:
     if not np.isfinite(mean):
         return "no score"
-    return f"{mean:.2f} ± {std:.2f} (n={n})" if np.isfinite(std) else f"{mean:.2f} (n={n})"
+    return f"{mean:.4g} ± {std:.2g} (n={n})" if np.isfinite(std) else f"{mean:.4g} (n={n})"
 
 
 def _write_table(folder: Path, section: Section) -> None:

@@ -32,8 +32,8 @@ from bench.scores import FINISHED, score_for
 RUN_FILE = "run.json"
 # Columns every table starts from, in this order; metrics and prefixed fields follow.
 ID_COLUMNS = ["run", "dataset", "protocol_id", "model", "family", "explicit", "role", "study", "trial",
-              "trial_number", "seed", "status", "objective", "score_name", "step", "g_steps", "images_seen",
-              "train_seconds", "eval_seconds", "device", "standard"]
+              "trial_number", "seed", "source_slot", "status", "objective", "score_name", "step", "g_steps",
+              "images_seen", "train_seconds", "eval_seconds", "device", "standard"]
 
 
 def find_runs(path: Path) -> list[Path]:
@@ -59,7 +59,7 @@ def load_results(path) -> pd.DataFrame:
     metric_cols = sorted(c for c in frame.columns if c not in ID_COLUMNS and "." not in c)
     prefixed = sorted(c for c in frame.columns if "." in c)
     frame = frame[[c for c in ID_COLUMNS if c in frame.columns] + metric_cols + prefixed]
-    for col in ("trial", "trial_number", "seed", "step", "g_steps", "images_seen"):
+    for col in ("trial", "trial_number", "seed", "source_slot", "step", "g_steps", "images_seen"):
         frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("Int64")
     frame = frame.sort_values(["dataset", "protocol_id", "model", "role", "trial", "step"], kind="stable",
                               na_position="first")
@@ -159,7 +159,7 @@ def _trial_rows(run_dir: Path, study, trial, base: dict) -> list[dict]:
     common = {
         **base, "trial": trial.user_attrs.get("slot"), "trial_number": trial.number,
         "seed": trial.user_attrs.get("seed"), "status": status, "objective": objective,
-        "score_name": score.metric,
+        "score_name": score.metric, "source_slot": trial.user_attrs.get("source_slot", np.nan),
         "device": state.get("device", np.nan),
         **{f"hp.{k}": v for k, v in trial.params.items()},
         **_flatten("compute", compute),
@@ -216,25 +216,31 @@ def _local_state(folder: Path) -> dict:
         return {}
 
 
-def score_keys(frame: pd.DataFrame) -> pd.Series:
-    """Each row's score as a key (lower is better, +inf where the row has none), by its dataset's score."""
-    keys = pd.Series(np.inf, index=frame.index)
+def score_keys(frame: pd.DataFrame, tiebreak: bool = False) -> pd.Series:
+    """Each row's score as a key (lower is better, +inf where the row has none), by its dataset's
+    score; with `tiebreak`, the key of the score's tiebreak metric instead (0 where it has none)."""
+    keys = pd.Series(0.0 if tiebreak else np.inf, index=frame.index)
     for dataset in frame["dataset"].dropna().unique():
         score = score_for(dataset)
         rows = frame["dataset"] == dataset
-        if score.metric in frame:
-            keys[rows] = score.key(frame.loc[rows, score.metric].astype(float).to_numpy())
+        column = score.tiebreak if tiebreak else score.metric
+        if column is None:
+            continue
+        values = frame.loc[rows, column].astype(float).to_numpy() if column in frame else np.full(rows.sum(), np.nan)
+        keys[rows] = np.where(np.isnan(values), np.inf, values) if tiebreak else score.key(values)
     return keys
 
 
 def trial_table(results: pd.DataFrame) -> pd.DataFrame:
     """One row per trial: its objective, status and its best evaluation point by its dataset's
-    score (the first of equals; a trial with no score keeps its first row)."""
+    score (by the score's tiebreak among equals, then the first; a trial with no score keeps its
+    first row)."""
     if results.empty:
         return results
     keys = ["run", "dataset", "protocol_id", "model", "role", "trial"]
-    ordered = results.assign(_key=score_keys(results)).sort_values("_key", kind="stable")
-    best = ordered.groupby(keys, sort=False, dropna=False).head(1).drop(columns="_key")
+    ordered = results.assign(_key=score_keys(results), _tie=score_keys(results, tiebreak=True))
+    ordered = ordered.sort_values(["_key", "_tie"], kind="stable")
+    best = ordered.groupby(keys, sort=False, dropna=False).head(1).drop(columns=["_key", "_tie"])
     return best.sort_values(keys, kind="stable").reset_index(drop=True)
 
 

@@ -41,16 +41,26 @@ def trial_scores(group: pd.DataFrame, score: Score, strict: bool = False) -> np.
     return values
 
 
+def trial_ties(group: pd.DataFrame, score: Score) -> np.ndarray:
+    """Each trial's tiebreak key (its FID at its best point, on triangles); zeros for none."""
+    if score.tiebreak is None or score.tiebreak not in group:
+        return np.zeros(len(group))
+    values = group[score.tiebreak].astype(float).to_numpy()
+    return np.where(np.isnan(values), np.inf, values)
+
+
 def best_trials(results: pd.DataFrame) -> pd.DataFrame:
-    """Each model's search trial with the best score (at its best evaluation point)."""
+    """Each model's finished search trial with the best score (at its best evaluation point), by the
+    score's tiebreak among equals; a model none of whose trials has the score (PixelCNN's triangle
+    F1: it cannot be inverted) is shown by its best tiebreak (FID) instead of vanishing."""
     trials = search_trials(results)
     if trials.empty:
         return trials
-    trials = trials.assign(_key=score_keys(trials))
-    trials = trials[np.isfinite(trials["_key"])]
-    if trials.empty:
-        return trials.drop(columns="_key")
-    return trials.loc[trials.groupby(GROUP, sort=False)["_key"].idxmin()].drop(columns="_key")
+    trials = trials[finished(trials["status"])]
+    trials = trials.assign(_key=score_keys(trials), _tie=score_keys(trials, tiebreak=True))
+    trials = trials[np.isfinite(trials["_key"]) | np.isfinite(trials["_tie"])]
+    trials = trials.sort_values(["_key", "_tie"], kind="stable").groupby(GROUP, sort=False).head(1)
+    return trials.drop(columns=["_key", "_tie"]).sort_values(GROUP, kind="stable")
 
 
 SUMMARY_COLUMNS = (GROUP + ["score", "trials", "done", "diverged", "diverged_share", "failed", "pending", "best_score",
@@ -79,7 +89,8 @@ def model_summary(results: pd.DataFrame) -> pd.DataFrame:
         })
         for q in QUANTILES:
             row[f"score_q{int(q * 100):02d}"] = np.quantile(scored, q) if len(scored) else np.nan
-        row["best_trial"] = int(done["trial"].iloc[int(np.argmin(score.key(values)))]) if len(scored) else pd.NA
+        ties = trial_ties(done, score)
+        row["best_trial"] = int(done["trial"].iloc[np.lexsort((ties, score.key(values)))[0]]) if len(scored) else pd.NA
         rows.append(row)
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
@@ -88,13 +99,20 @@ SEED_COLUMNS = GROUP + ["score", "seeds", "mean", "std", "diverged"]
 
 
 def seed_table(results: pd.DataFrame) -> pd.DataFrame:
-    """The best configuration re-run over seeds: mean ± std of each rerun's score."""
+    """The best configuration re-run over seeds: mean ± std of each rerun's score. Only re-runs of
+    the search's current best trial count: a re-run made when another trial was best (a larger
+    budget since, or a run stored under older scoring rules) is of another configuration."""
     trials = trial_table(results)
     if trials.empty:
         return pd.DataFrame(columns=SEED_COLUMNS)
     reruns = trials[(trials["role"] == "seeds") & finished(trials["status"])]
+    best = best_trials(results).set_index(GROUP)["trial"] if len(reruns) else pd.Series(dtype=float)
     rows = []
     for key, group in reruns.groupby(GROUP, sort=False):
+        if key in best.index and "source_slot" in group and group["source_slot"].notna().any():
+            group = group[group["source_slot"] == best.loc[key]]
+        if group.empty:
+            continue
         score = group_score(key)
         values = trial_scores(group, score)
         scored = values[np.isfinite(values)]
@@ -112,7 +130,7 @@ def _curve(group: pd.DataFrame, key, max_k: int, draws: int, seed: int) -> pd.Da
     done = group[finished(group["status"])]
     companions = {c: done[c].astype(float).to_numpy() for c in score.companions if c in done}
     curve = budget_curve(trial_scores(done, score), max_k, draws=draws, seed=seed, model=key[-1], score=score,
-                         companions=companions)
+                         companions=companions, tiebreak=trial_ties(done, score))
     strict = budget_curve(trial_scores(done, score, strict=True), max_k, draws=draws, seed=seed, model=key[-1],
                           score=score)
     for column in ("mean", "std", "lo", "hi", "no_score"):

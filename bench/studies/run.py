@@ -94,6 +94,9 @@ def run_study(request: RunRequest) -> RunResult:
 
     result = RunResult(url, {(m, SEARCH): summarize(s) for m, s in studies.items()})
     if request.seeds:
+        if request.progress:
+            tqdm.write(f"re-running each model's best configuration with {request.seeds} further seeds "
+                       "(--seeds; the paper preset's default is 50, --seeds 0 turns it off)")
         seed_studies = {}
         for model, study in studies.items():
             best = result.summaries[(model, SEARCH)].best  # by the dataset's score: max F1 on triangles

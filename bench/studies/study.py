@@ -73,14 +73,25 @@ def enqueue_search(study: optuna.Study, protocol: RunProtocol, model: str, budge
 
 
 def enqueue_seeds(study: optuna.Study, source: optuna.trial.FrozenTrial, seeds: int) -> int:
-    """`seeds` reruns of the `source` trial's configuration with seeds it was not trained with."""
-    present = {t.user_attrs.get("slot") for t in study.get_trials(deepcopy=False)}
+    """`seeds` reruns of the `source` trial's configuration with seeds it was not trained with.
+
+    Re-runs are counted per source: when the best trial has changed since re-runs were made (a
+    larger budget, or a run stored under older scoring rules), the new best gets its own, in slots
+    after the old ones, which stay as they are (bench/reports/tables.py's seed table counts only
+    the current best's)."""
+    trials = study.get_trials(deepcopy=False)
+    source_slot = source.user_attrs["slot"]
+    present = {(t.user_attrs.get("source_slot"), t.user_attrs.get("rerun", t.user_attrs.get("slot"))) for t in trials}
+    used = {t.user_attrs.get("slot") for t in trials}
     added = 0
     for k in range(1, seeds + 1):
-        if k not in present:
-            _add_waiting(study, source.params, source.distributions,
-                         {"slot": k, "seed": SEED_RERUN_BASE + k, "role": SEEDS, "source_slot": source.user_attrs["slot"]})
-            added += 1
+        if (source_slot, k) in present:
+            continue
+        slot = k if k not in used else max(s for s in used if s is not None) + 1
+        used.add(slot)
+        _add_waiting(study, source.params, source.distributions,
+                     {"slot": slot, "seed": SEED_RERUN_BASE + k, "role": SEEDS, "source_slot": source_slot, "rerun": k})
+        added += 1
     return added
 
 
@@ -122,7 +133,7 @@ def summarize(study: optuna.Study) -> SlotSummary:
     for t in study.get_trials(deepcopy=False):
         by_slot.setdefault(t.user_attrs.get("slot"), []).append(t)
     score = score_for(study_meta(study)["protocol"]["dataset"])
-    out = SlotSummary(budget=len(by_slot), score=score)
+    out, best_key = SlotSummary(budget=len(by_slot), score=score), None
     for slot in sorted(by_slot, key=lambda s: (s is None, s)):
         trials = by_slot[slot]
         states = {t.state for t in trials}
@@ -133,9 +144,9 @@ def summarize(study: optuna.Study) -> SlotSummary:
                 out.diverged += 1
             else:
                 out.complete += 1
-            value = trial_score(score, t)
-            if value is not None and (out.best is None or score.key(value) < score.key(out.best_score)):
-                out.best, out.best_score = t, value
+            record = score.best_record(t.user_attrs.get("evaluations") or [])
+            if record is not None and (out.best is None or score.record_key(record) < best_key):
+                out.best, out.best_score, best_key = t, float(record["metrics"][score.metric]), score.record_key(record)
         elif TrialState.RUNNING in states:
             out.running += 1
         elif TrialState.WAITING in states:

@@ -138,7 +138,8 @@ def _train(study: optuna.Study, trial: optuna.trial.FrozenTrial, out_dir: Path, 
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "error.log").write_text(traceback.format_exc())
         _finish(storage, trial, TrialState.FAIL, None, {"status": "failed", "error": error.splitlines()[0]})
-        return Finished(study.study_name, meta["model"], meta["role"], slot, "failed", None, time.perf_counter() - t0, error)
+        return Finished(study.study_name, meta["model"], meta["role"], slot, "failed", None, time.perf_counter() - t0,
+                        error, score_for(protocol.dataset).metric)
     stop.set()
     # A diverged trial keeps the best point it reached (compare_gan v1 scores every checkpoint and
     # keeps the best); with none, it has no score and the worst value stands in for it.

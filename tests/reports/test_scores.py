@@ -155,3 +155,53 @@ def test_bench_rank_orders_by_maximum_f1(triangles):
     assert table.loc["ns_gan", "rank"] == 1 and table.loc["wgan", "rank"] == 2
     assert table.loc["ns_gan", "score"] == "tri_f1" and table.loc["ns_gan", "mean"] > table.loc["wgan", "mean"]
     assert table.loc["ns_gan", "p_wgan_beats"] == pytest.approx(1 / 16, abs=0.03)  # only when ns_gan has no score
+
+
+def test_equal_f1s_are_told_apart_by_fid_and_unfinished_trials_never_lead(tmp_path):
+    # All F1s 0, as in short runs: the lower FID decides the best point, trial and re-run source.
+    make_run(tmp_path, {"ns_gan": [[30.0, 26.0], [25.0, 27.0]]}, dataset="triangles",
+             f1={"ns_gan": [[0.0, 0.0], [0.0, 0.0]]}, pending={"ns_gan": 1})
+    df = load_results(tmp_path)
+    trials = tables.trial_table(df).set_index("trial")
+    assert trials.loc[0, "step"] == 100 and trials.loc[1, "step"] == 50  # each trial's lowest-FID point
+    assert tables.best_trials(df)["trial"].tolist() == [1]
+    assert tables.model_summary(df)["best_trial"].tolist() == [1]
+    # Budget 2: a draw holding trial 1 (FID 25, precision 0.90 there) wins with it; only a draw of
+    # trial 0 twice (a quarter) shows trial 0's 0.89. Slot order would give 0.8925 instead.
+    table = tables.budget_table(df, ks=(2,), draws=2000)
+    assert table["tri_precision"].iloc[0] == pytest.approx(0.25 * 0.89 + 0.75 * 0.90, abs=0.002)
+    records = [{"metrics": {"tri_f1": 0.0, "fid": 9.0}}, {"metrics": {"tri_f1": 0.0, "fid": 7.0}}]
+    assert TRIANGLE_F1.best_record(records) is records[1]
+    # A running trial with a better point than every finished one is not "the best trial".
+    df.loc[(df["trial"] == 2), ["status", "tri_f1", "fid", "step"]] = ["running", 0.9, 1.0, 50]
+    assert tables.best_trials(df)["trial"].tolist() == [1]
+
+
+def test_seed_reruns_follow_the_current_best(tmp_path):
+    """Re-runs made when another trial was best stay stored but no longer count, and the new best
+    gets its own re-runs in new slots (here: the legacy fixture's ns_gan re-run of slot 1 is still
+    the best by F1, ties broken by FID; then the best is moved by hand)."""
+    import shutil
+
+    from pathlib import Path
+
+    from bench.studies.study import SEEDS, enqueue_seeds
+
+    run = tmp_path / "old"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "fixtures" / "run-2026-11-triangles", run)
+    df = load_results(run)
+    assert tables.best_trials(df).set_index("model").loc["ns_gan", "trial"] == 1
+    assert tables.seed_table(df).set_index("model").loc["ns_gan", "seeds"] == 1
+    stale = df.copy()
+    stale.loc[(stale["role"] == "seeds"), "source_slot"] = 0
+    assert "ns_gan" not in set(tables.seed_table(stale)["model"])
+
+    storage = open_storage(f"journal:{run / 'optuna.journal'}")
+    name = next(n for n in optuna.get_all_study_names(storage) if n.startswith("triangles/ns_gan/") and n.endswith(SEEDS))
+    study = optuna.load_study(study_name=name, storage=storage)
+    search = optuna.load_study(study_name=name[: -len("/" + SEEDS)], storage=storage)
+    other = next(t for t in search.get_trials() if t.user_attrs["slot"] == 0)
+    assert enqueue_seeds(study, next(t for t in search.get_trials() if t.user_attrs["slot"] == 1), 1) == 0
+    assert enqueue_seeds(study, other, 2) == 2
+    added = [t.user_attrs for t in study.get_trials() if t.user_attrs.get("source_slot") == 0]
+    assert sorted((a["slot"], a["rerun"], a["seed"]) for a in added) == [(2, 1, 100_001), (3, 2, 100_002)]
