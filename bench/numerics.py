@@ -37,11 +37,11 @@ class Numerics:
     @classmethod
     def current(cls, dtype: str = "float32") -> "Numerics":
         """The flags in force now, in this process."""
-        if _NEW_API:
+        if _legacy_readable():
+            tf32_matmul, tf32_conv = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+        else:
             tf32_matmul = _tf32(_MATMUL.fp32_precision, torch.backends.fp32_precision)
             tf32_conv = _tf32(_CONV.fp32_precision, torch.backends.cudnn.fp32_precision, torch.backends.fp32_precision)
-        else:
-            tf32_matmul, tf32_conv = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
         return cls(dtype=dtype, tf32_matmul=bool(tf32_matmul), tf32_conv=bool(tf32_conv),
                    cudnn_benchmark=bool(torch.backends.cudnn.benchmark),
                    cudnn_deterministic=bool(torch.backends.cudnn.deterministic))
@@ -58,12 +58,24 @@ class Numerics:
             _restore(before)
 
 
-# PyTorch 2.9 added per-backend `fp32_precision` settings beside the older `allow_tf32` flags; once
-# the new ones are used, reading the old ones raises. With the new API present, bench reads and
-# sets only the new one, at the operator level (which wins over the backend and global levels).
+# PyTorch 2.9 added per-backend `fp32_precision` settings beside the older flags (`allow_tf32`,
+# `set_float32_matmul_precision`); once the new ones are set apart from the old, reading the old
+# ones raises. bench uses the old setters while the caller's state reads through them (they keep
+# both APIs consistent, so code that reads either still works inside a trial), and the new ones,
+# at the operator level, for a caller that uses the new API.
 _MATMUL = torch.backends.cuda.matmul
 _CONV = getattr(torch.backends.cudnn, "conv", None)
 _NEW_API = hasattr(_MATMUL, "fp32_precision") and hasattr(_CONV, "fp32_precision")
+
+
+def _legacy_readable() -> bool:
+    if not _NEW_API:
+        return True
+    try:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32  # noqa: B018 (a read that may raise)
+        return True
+    except RuntimeError:
+        return False
 
 
 def _tf32(*levels: str) -> bool:
@@ -75,26 +87,30 @@ def _tf32(*levels: str) -> bool:
 
 
 def _raw() -> tuple:
-    tf32 = (_MATMUL.fp32_precision, _CONV.fp32_precision) if _NEW_API else \
-        (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    if _legacy_readable():
+        tf32 = ("legacy", torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32)
+    else:
+        tf32 = ("new", _MATMUL.fp32_precision, _CONV.fp32_precision)
     return (*tf32, torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic)
 
 
 def _restore(raw: tuple) -> None:
-    if _NEW_API:
-        _MATMUL.fp32_precision, _CONV.fp32_precision = raw[0], raw[1]
+    api, matmul, conv, benchmark, deterministic = raw
+    if api == "legacy":
+        torch.set_float32_matmul_precision(matmul)  # "medium" comes back as "medium", not as "high"
+        torch.backends.cudnn.allow_tf32 = conv
     else:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = raw[0], raw[1]
-    torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = raw[2], raw[3]
+        _MATMUL.fp32_precision, _CONV.fp32_precision = matmul, conv
+    torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = benchmark, deterministic
 
 
 def _set(numerics: Numerics) -> None:
-    precision = {True: "tf32", False: "ieee"}
-    if _NEW_API:
-        _restore((precision[numerics.tf32_matmul], precision[numerics.tf32_conv],
-                  numerics.cudnn_benchmark, numerics.cudnn_deterministic))
+    if _legacy_readable():
+        tf32 = ("legacy", "high" if numerics.tf32_matmul else "highest", numerics.tf32_conv)
     else:
-        _restore((numerics.tf32_matmul, numerics.tf32_conv, numerics.cudnn_benchmark, numerics.cudnn_deterministic))
+        precision = {True: "tf32", False: "ieee"}
+        tf32 = ("new", precision[numerics.tf32_matmul], precision[numerics.tf32_conv])
+    _restore((*tf32, numerics.cudnn_benchmark, numerics.cudnn_deterministic))
 
 
 # A protocol names its numerics; these are the names it may use.

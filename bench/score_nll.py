@@ -18,6 +18,7 @@ from bench.config import NLL_K, TrialConfig, resolve_device
 from bench.data import get_dataset
 from bench.errors import BenchError
 from bench.files import atomic_write_json
+from bench.numerics import METRICS
 from bench.trial_folder import TrialFolder, now
 
 METHODS = ("bound", "ais")
@@ -64,15 +65,17 @@ def score_checkpoint_nll(checkpoint_dir: Path, method: str, *, n: Optional[int] 
     model.load_state_dict(checkpoint["model"])
     images = reference.head(n).images
     try:
-        if method == "bound":
-            metrics, protocol = model_nll(model, images, nll_k or NLL_K)
-        else:
-            result = ais_nll(model, images.float().div(255).to(torch_device), settings)
-            metrics = {"ais_nll_nats": result.nll_nats, "ais_nll_nats_se": result.nll_nats_se,
-                       "ais_acceptance": result.acceptance}
-            protocol = {**result.protocol, "settings": dataclasses.asdict(settings)}
+        with METRICS.applied():  # true float32, as the NLL inside a trial (bench/numerics.py)
+            if method == "bound":
+                metrics, protocol = model_nll(model, images, nll_k or NLL_K)
+            else:
+                result = ais_nll(model, images.float().div(255).to(torch_device), settings)
+                metrics = {"ais_nll_nats": result.nll_nats, "ais_nll_nats_se": result.nll_nats_se,
+                           "ais_acceptance": result.acceptance}
+                protocol = {**result.protocol, "settings": dataclasses.asdict(settings)}
     except ValueError as exc:
         raise BenchError(str(exc).rstrip(".")) from None
+    protocol["metric_numerics"] = METRICS.to_dict()
     record = {"method": method, "model": config.model, "dataset": config.dataset, "step": int(checkpoint["step"]),
               "n": n, "metrics": metrics, "protocol": protocol, "config": config.to_dict(), "time": now()}
     atomic_write_json(out or folder.path / f"nll-{method}.json", record)

@@ -51,6 +51,17 @@ def caller_flags():
         yield mine
 
 
+def test_a_callers_matmul_precision_comes_back_as_it_was():
+    saved = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision("medium")
+        with NUMERICS["float32"].applied():
+            assert torch.get_float32_matmul_precision() == "highest"
+        assert torch.get_float32_matmul_precision() == "medium"
+    finally:
+        torch.set_float32_matmul_precision(saved)
+
+
 def test_applied_sets_and_restores_even_on_error(caller_flags):
     with TF32.applied():
         assert Numerics.current() == TF32
@@ -122,13 +133,16 @@ def test_a_caller_on_pytorchs_newer_precision_api_is_served_and_restored():
     """Once `fp32_precision` is set, PyTorch refuses to read `allow_tf32`: numerics must cope."""
     if not hasattr(torch.backends.cuda.matmul, "fp32_precision"):
         pytest.skip("this PyTorch has no fp32_precision API")
-    saved = torch.backends.fp32_precision
+    matmul, conv = torch.backends.cuda.matmul, torch.backends.cudnn.conv
+    saved = matmul.fp32_precision, conv.fp32_precision
     try:
-        torch.backends.fp32_precision = "tf32"
+        matmul.fp32_precision, conv.fp32_precision = "tf32", "ieee"
         mine = Numerics.current()
-        assert mine.tf32_matmul and mine.tf32_conv
+        assert mine.tf32_matmul and not mine.tf32_conv
+        with TF32.applied():
+            assert Numerics.current() == TF32
         with NUMERICS["float32"].applied():
             assert Numerics.current() == NUMERICS["float32"]
-        assert Numerics.current() == mine and torch.backends.fp32_precision == "tf32"
+        assert Numerics.current() == mine and (matmul.fp32_precision, conv.fp32_precision) == ("tf32", "ieee")
     finally:
-        torch.backends.fp32_precision = saved
+        matmul.fp32_precision, conv.fp32_precision = saved

@@ -90,7 +90,7 @@ def _sections(results: pd.DataFrame, draws: int) -> list[Section]:
     companions = sorted({c for d in results["dataset"].unique() for c in score_for(d).companions})
     with_points = (f" {' and '.join(companions)}: the mean over draws of the winning trial's values at its "
                    "best point." if companions else "")
-    unscored = summary[(summary["done"] > 0) & summary["best_score"].isna()]["model"].tolist()
+    unscored = list(dict.fromkeys(summary[(summary["done"] > 0) & summary["best_score"].isna()]["model"]))
     sections = [
         Section("models", f"Trials per model, by {label}",
                 f"Each trial's score is its {best} {label} over its evaluation points; a trial that diverged keeps "

@@ -141,6 +141,8 @@ def _status(trial) -> str:
 
     if trial.state == TrialState.COMPLETE:
         return trial.user_attrs.get("status", "complete")
+    if trial.state == TrialState.FAIL and trial.user_attrs.get("status") == "stale":
+        return "stale"  # a seed re-run retired before it ran, when another trial became the best
     return {TrialState.RUNNING: "running", TrialState.WAITING: "waiting"}.get(trial.state, "failed")
 
 
@@ -218,8 +220,9 @@ def _local_state(folder: Path) -> dict:
 
 def score_keys(frame: pd.DataFrame, tiebreak: bool = False) -> pd.Series:
     """Each row's score as a key (lower is better, +inf where the row has none), by its dataset's
-    score; with `tiebreak`, the key of the score's tiebreak metric instead (0 where it has none)."""
-    keys = pd.Series(0.0 if tiebreak else np.inf, index=frame.index)
+    score; with `tiebreak`, the key of the score's tiebreak metric instead (+inf where the row or
+    the score has none)."""
+    keys = pd.Series(np.inf, index=frame.index)
     for dataset in frame["dataset"].dropna().unique():
         score = score_for(dataset)
         rows = frame["dataset"] == dataset
@@ -234,7 +237,7 @@ def score_keys(frame: pd.DataFrame, tiebreak: bool = False) -> pd.Series:
 def trial_table(results: pd.DataFrame) -> pd.DataFrame:
     """One row per trial: its objective, status and its best evaluation point by its dataset's
     score (by the score's tiebreak among equals, then the first; a trial with no score keeps its
-    first row)."""
+    best tiebreak's row, or its first)."""
     if results.empty:
         return results
     keys = ["run", "dataset", "protocol_id", "model", "role", "trial"]

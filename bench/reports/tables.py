@@ -245,7 +245,7 @@ def ranking(results: pd.DataFrame) -> pd.DataFrame:
     summary["score_rank"] = summary.groupby(["dataset", "protocol_id"])["_key"].rank(method="min")
     summary.loc[~np.isfinite(summary["_key"]), "score_rank"] = np.nan
     summary = summary.drop(columns="_key")
-    search = results[results["role"] == "search"]
+    search = results[(results["role"] == "search") & finished(results["status"])]
     if (summary["score"] != FID.metric).any() and "fid" in search:
         # Where the score is not FID (triangles), FID still ranks every model, those that have no
         # score of the dataset's kind included (PixelCNN cannot be inverted for triangle recall).

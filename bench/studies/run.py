@@ -23,7 +23,8 @@ from bench.files import atomic_write_json, read_json
 from bench.studies.protocol import RunProtocol
 from bench.studies.storage import check_storage_url, default_storage_url, open_storage
 from bench.scores import score_for
-from bench.studies.study import SEARCH, SEEDS, enqueue_search, enqueue_seeds, open_study, summarize, trial_score
+from bench.studies.study import (SEARCH, SEEDS, STALE, enqueue_search, enqueue_seeds, open_study, retire_stale_reruns,
+                                 summarize, trial_score)
 from bench.studies.worker import Finished, reclaim_lost_trials, run_worker
 from bench.trial_folder import now
 
@@ -103,6 +104,7 @@ def run_study(request: RunRequest) -> RunResult:
             if best is None:
                 continue  # nothing to rerun: no slot has a score
             seed_studies[model] = open_study(storage, request.protocol, model, SEEDS)
+            retire_stale_reruns(seed_studies[model], best.user_attrs["slot"])
             enqueue_seeds(seed_studies[model], best, request.seeds)
             _requeue_failed(seed_studies[model])
         _drive(request, url, [s.study_name for s in seed_studies.values()])
@@ -142,7 +144,7 @@ def _requeue_failed(study) -> None:
     for t in study.get_trials(deepcopy=False):
         by_slot.setdefault(t.user_attrs.get("slot"), []).append(t)
     for trials in by_slot.values():
-        if all(t.state == TrialState.FAIL for t in trials):
+        if all(t.state == TrialState.FAIL for t in trials) and trials[-1].user_attrs.get("status") != STALE:
             last = trials[-1]
             _add_waiting(study, last.params, last.distributions, last.user_attrs, {"bench:retry_of": last.number})
 

@@ -95,6 +95,22 @@ def enqueue_seeds(study: optuna.Study, source: optuna.trial.FrozenTrial, seeds: 
     return added
 
 
+STALE = "stale"  # the status of a re-run queued for a trial that is no longer the best
+
+
+def retire_stale_reruns(study: optuna.Study, source_slot: int) -> int:
+    """Take the WAITING re-runs of any other source out of the queue (failed, status "stale"), so
+    that a best trial which changed since they were queued does not cost their training; returns
+    how many. Finished ones stay: they are stored results, only not counted as the best's."""
+    retired = 0
+    for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        if t.user_attrs.get("source_slot") != source_slot:
+            study._storage.set_trial_user_attr(t._trial_id, "status", STALE)
+            study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+            retired += 1
+    return retired
+
+
 def _add_waiting(study, params, dists, user_attrs, system_attrs=None) -> None:
     study.add_trial(optuna.trial.create_trial(state=TrialState.WAITING, params=params, distributions=dists,
                                               user_attrs=user_attrs, system_attrs=system_attrs or {}))
@@ -133,8 +149,11 @@ def summarize(study: optuna.Study) -> SlotSummary:
     for t in study.get_trials(deepcopy=False):
         by_slot.setdefault(t.user_attrs.get("slot"), []).append(t)
     score = score_for(study_meta(study)["protocol"]["dataset"])
+    by_slot.pop(None, None)
+    for slot in [s for s, trials in by_slot.items() if all(t.user_attrs.get("status") == STALE for t in trials)]:
+        del by_slot[slot]  # a re-run retired before it ran: not part of any budget
     out, best_key = SlotSummary(budget=len(by_slot), score=score), None
-    for slot in sorted(by_slot, key=lambda s: (s is None, s)):
+    for slot in sorted(by_slot):
         trials = by_slot[slot]
         states = {t.state for t in trials}
         finished = [t for t in trials if t.state == TrialState.COMPLETE]

@@ -205,3 +205,14 @@ def test_seed_reruns_follow_the_current_best(tmp_path):
     assert enqueue_seeds(study, other, 2) == 2
     added = [t.user_attrs for t in study.get_trials() if t.user_attrs.get("source_slot") == 0]
     assert sorted((a["slot"], a["rerun"], a["seed"]) for a in added) == [(2, 1, 100_001), (3, 2, 100_002)]
+    # The best changes back before they ran: they leave the queue, count in no budget, and a
+    # rerun of `bench run` does not queue them again.
+    from bench.studies.run import _requeue_failed
+    from bench.studies.study import retire_stale_reruns
+
+    assert retire_stale_reruns(study, source_slot=1) == 2
+    _requeue_failed(study)
+    assert not study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    summary = summarize(study)
+    assert summary.budget == 1 and summary.failed == 0 and summary.complete == 1
+    assert set(load_results(run).query("role == 'seeds'")["status"]) == {"complete", "stale"}
