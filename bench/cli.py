@@ -242,7 +242,7 @@ def _cmd_list(args) -> int:
             c, h, w = info.image_shape
             score = SCORES[info.score]
             rows.append({"dataset": name, "shape": f"{h}x{w}x{c}", "steps": info.steps, "eval every": info.eval_every,
-                         "score": f"{'max' if score.maximize else 'min'} {score.metric}",
+                         "score": f"{score.best_word[:3]} {score.metric}",
                          "splits": ", ".join(info.splits), "note": info.note})
         rows.append({"dataset": "folder:PATH", "score": "min fid",
                      "note": "your own images, one size; PATH/train + PATH/test if present"})
@@ -407,7 +407,7 @@ def _cmd_status(args) -> int:
     print(f"{args.dir}: {p['dataset']}, budget {'/'.join(map(str, budgets))} per model, {p['search']} search, {p['steps']} steps, "
           f"{p['eval_samples']} samples per evaluation ({p['extractor']}), match {p['match']}, "
           f"{p.get('numerics', 'float32')} numerics, {record.get('seeds', 0)} seed re-runs; scored by "
-          f"{'maximum' if score.maximize else 'minimum'} {score.label}")
+          f"{score.best_word} {score.label}")
     print(format_table(rows))
     return 0
 
@@ -438,7 +438,7 @@ def _cmd_rank(args) -> int:
                          data_root=args.data_root, inception_weights=args.inception_weights,
                          progress=not args.no_progress, draws=args.draws)
     score = score_for(args.dataset)
-    print(f"ranking at budget {ranking.budget} (bootstrap mean of the {'maximum' if score.maximize else 'minimum'} "
+    print(f"ranking at budget {ranking.budget} (bootstrap mean of the {score.best_word} "
           f"{score.label} among {ranking.budget} trials):")
     print(format_table(ranking.table.to_dict("records")))
     for note in ranking.notes:

@@ -41,6 +41,11 @@ class Score:
         return "maximize" if self.maximize else "minimize"
 
     @property
+    def best_word(self) -> str:
+        """How a person says which value wins: "maximum" F1, "minimum" FID."""
+        return "maximum" if self.maximize else "minimum"
+
+    @property
     def worst(self) -> float:
         """The stored value of a trial with no score."""
         return 0.0 if self.maximize else math.inf

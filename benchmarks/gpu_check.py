@@ -70,24 +70,15 @@ def tf32_against_float32(device: torch.device, steps: int, weights) -> dict:
         extractor, name = get_extractor("inception", weights=weights, device=device), "inception"
     except Exception as exc:  # no weights on this machine: say so, measure the tiny one
         extractor, name = get_extractor("tiny", device=device), f"tiny (inception unavailable: {str(exc)[:80]})"
-    images = torch.rand(32, 3, 32, 32, generator=torch.Generator().manual_seed(0)).to(device) * 255
+    images = torch.rand(32, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    results = {}
+    for key, numerics in NUMERICS.items():
+        extractor.numerics = numerics  # this instance only: the one pass, under other flags than its own
+        try:
+            results[key] = torch.from_numpy(extract_features(extractor, images, device=device, progress=False)["features"])
+        finally:
+            del extractor.numerics
     with torch.inference_mode():
-        results = {}
-        for key, numerics in NUMERICS.items():
-            with numerics.applied():  # the extractor's own forward, bypassing extract_features' float32 guard
-                x = images
-                if name == "inception":
-                    from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
-
-                    x = interpolate_bilinear_2d_like_tensorflow1x(x, size=(299, 299), align_corners=False)
-                    x = ((x - 128) / 128).contiguous(memory_format=torch.channels_last)
-                    from bench.metrics.feature_extractor_inceptionv3 import _BLOCKS
-
-                    for block in _BLOCKS:
-                        x = getattr(extractor.net, block)(x)
-                    results[key] = torch.flatten(x, 1)
-                else:
-                    results[key] = extractor(x)["features"]
         out["features"] = {"extractor": name, "max_relative_difference_tf32": _relative(results["tf32"], results["float32"])}
         torch.manual_seed(0)
         generator = build_model("ns_gan", (3, 32, 32), device=device).G.eval()

@@ -72,7 +72,7 @@ def score_distribution(results: pd.DataFrame, out_dir: Path) -> Optional[Path]:
             jitter = np.random.default_rng(i).uniform(-0.15, 0.15, len(values))
             ax.scatter(i + jitter, values, s=10, alpha=0.6, color="tab:blue", zorder=3)
         ax.set_xticks(range(1, len(models) + 1), models, rotation=30, ha="right")
-        ax.set_ylabel(f"{score.label} ({'maximum' if score.maximize else 'minimum'} over evaluation points)")
+        ax.set_ylabel(f"{score.label} ({score.best_word} over evaluation points)")
     return _save(fig, out_dir, "score_distribution")
 
 
@@ -89,8 +89,7 @@ def budget_plot(results: pd.DataFrame, out_dir: Path, draws: int = 5000) -> Opti
     for (dataset, pid), block in blocks:
         score = score_for(dataset)
         title = f"{dataset} (protocol {pid})" if len(blocks) > 1 else dataset
-        best = "maximum" if score.maximize else "minimum"
-        panels.append((title, block, "mean", f"{best} {score.label} among k trials"))
+        panels.append((title, block, "mean", f"{score.best_word} {score.label} among k trials"))
         panels += [(title, block, c, f"{c.replace('tri_', 'triangle ')} at that point")
                    for c in score.companions if c in block and block[c].notna().any()]
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.6), squeeze=False)

@@ -78,7 +78,7 @@ def score_words(results: pd.DataFrame) -> tuple[str, str]:
     scores = {score_for(d) for d in results["dataset"].unique()}
     if len(scores) == 1:
         (score,) = scores
-        return score.label, "maximum" if score.maximize else "minimum"
+        return score.label, score.best_word
     return "score (minimum FID; maximum triangle F1 on triangles)", "best"
 
 
@@ -212,7 +212,7 @@ def _header(results: pd.DataFrame) -> list[str]:
         models = ", ".join(dict.fromkeys(block["model"]))
         extractor = _first(block, "metric_protocol.extractor.extractor") or p.get("extractor")
         score = score_for(dataset)
-        lines.append(f"- **{dataset}** (protocol `{pid}`): trials scored by {'maximum' if score.maximize else 'minimum'} "
+        lines.append(f"- **{dataset}** (protocol `{pid}`): trials scored by {score.best_word} "
                      f"{score.label}; {p.get('search')} search, {p.get('steps')} steps "
                      f"(match {p.get('match')}), batch {p.get('batch_size')}, {p.get('numerics', 'float32')} numerics, "
                      f"evaluation every {p.get('eval_every')} "

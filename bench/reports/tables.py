@@ -41,14 +41,6 @@ def trial_scores(group: pd.DataFrame, score: Score, strict: bool = False) -> np.
     return values
 
 
-def trial_ties(group: pd.DataFrame, score: Score) -> np.ndarray:
-    """Each trial's tiebreak key (its FID at its best point, on triangles); zeros for none."""
-    if score.tiebreak is None or score.tiebreak not in group:
-        return np.zeros(len(group))
-    values = group[score.tiebreak].astype(float).to_numpy()
-    return np.where(np.isnan(values), np.inf, values)
-
-
 def best_trials(results: pd.DataFrame) -> pd.DataFrame:
     """Each model's finished search trial with the best score (at its best evaluation point), by the
     score's tiebreak among equals; a model none of whose trials has the score (PixelCNN's triangle
@@ -89,7 +81,7 @@ def model_summary(results: pd.DataFrame) -> pd.DataFrame:
         })
         for q in QUANTILES:
             row[f"score_q{int(q * 100):02d}"] = np.quantile(scored, q) if len(scored) else np.nan
-        ties = trial_ties(done, score)
+        ties = score_keys(done, tiebreak=True).to_numpy()
         row["best_trial"] = int(done["trial"].iloc[np.lexsort((ties, score.key(values)))[0]]) if len(scored) else pd.NA
         rows.append(row)
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
@@ -130,7 +122,7 @@ def _curve(group: pd.DataFrame, key, max_k: int, draws: int, seed: int) -> pd.Da
     done = group[finished(group["status"])]
     companions = {c: done[c].astype(float).to_numpy() for c in score.companions if c in done}
     curve = budget_curve(trial_scores(done, score), max_k, draws=draws, seed=seed, model=key[-1], score=score,
-                         companions=companions, tiebreak=trial_ties(done, score))
+                         companions=companions, tiebreak=score_keys(done, tiebreak=True).to_numpy())
     strict = budget_curve(trial_scores(done, score, strict=True), max_k, draws=draws, seed=seed, model=key[-1],
                           score=score)
     for column in ("mean", "std", "lo", "hi", "no_score"):

@@ -79,7 +79,7 @@ def test_a_run_stored_before_this_rule_loads_and_is_rescored(tmp_path):
         assert (points["objective"] == f1).all() and points["objective"].iloc[0] != stored[(name, slot)]
     diverged = df[df["status"] == "diverged"]
     assert len(diverged) and np.isfinite(diverged["objective"]).all()
-    assert (df["folder"].dropna().map(lambda f: Path(f).is_dir())).all()  # found below the moved run folder
+    assert df["folder"].notna().all() and df["folder"].map(lambda f: Path(f).is_dir()).all()  # below the moved run
     report = write_report(run, draws=100)
     assert "triangle F1 at budget k" in (report.out / "README.md").read_text()
     after = {p: p.read_bytes() for p in before}
