@@ -1,7 +1,7 @@
 """One trial: build the model, train it for its budget, evaluate on schedule, checkpoint, resume.
 
 `bench train` calls `run_trial`; so does every trial of a study. The loop knows nothing about
-model families: a model's `train_step` does the updates (bench/models/gan.py holds the GANs'
+model families: a model's `train_step` does the updates (bench/models/gan_base.py holds the GANs'
 step, bench/models/losses.py their losses); the loop feeds batches, watches for divergence,
 evaluates, and writes the trial folder (bench/trial_folder.py) as it goes, all under the trial's
 numerics (bench/numerics.py). A trial stops at its first non-finite loss or sample; its score
@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 import bench
 from bench.config import EVAL_NOISE_SEED, RunOptions, TrialConfig, resolve_device
 from bench.data import get_dataset
-from bench.data.sampler import DeviceBatches
+from bench.data.device_batches import DeviceBatches
 from bench.errors import BenchError
 from bench.files import atomic_write
 from bench.loss_monitor import LossMonitor
@@ -273,8 +273,8 @@ def _make_evaluator(config: TrialConfig, dataset_name: str, reference, device, o
 
 
 def _flops_per_step(config: TrialConfig, image_shape) -> Optional[float]:
-    """Estimated FLOPs of one step (bench/compute.py); None for a model the meta device cannot run."""
-    from bench.compute import flops_per_step
+    """Estimated FLOPs of one step (bench/flops.py); None for a model the meta device cannot run."""
+    from bench.flops import flops_per_step
 
     try:
         return flops_per_step(config.model, tuple(image_shape), config.hparams, config.batch_size)

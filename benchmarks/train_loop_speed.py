@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.config import resolve_device
-from bench.data.sampler import DeviceBatches
+from bench.data.device_batches import DeviceBatches
 from bench.loss_monitor import LossMonitor
 from bench.models import build_model
 from bench.train import train_until

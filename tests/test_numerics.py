@@ -11,7 +11,7 @@ from bench.errors import BenchError
 from bench.metrics import extract_features
 from bench.metrics.feature_extractor_tiny import TinyExtractor
 from bench.models import register_model
-from bench.models.gans import NonSaturatingGAN
+from bench.models.gan_variants import NonSaturatingGAN
 from bench.numerics import FEATURES, NUMERICS, Numerics, numerics_named
 from bench.studies.protocol import RunProtocol, resolve_protocol
 from bench.train import run_trial
@@ -25,7 +25,7 @@ class NumericsProbe(NonSaturatingGAN):
     """ns_gan that notes the flags in force at every training step."""
 
     def train_step(self, real, rng):
-        if real.device.type != "meta":  # not the FLOP count (bench/compute.py), which runs a step on meta
+        if real.device.type != "meta":  # not the FLOP count (bench/flops.py), which runs a step on meta
             SEEN["train"].append(Numerics.current())
         return super().train_step(real, rng)
 

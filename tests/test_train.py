@@ -8,7 +8,7 @@ import torch
 from bench.config import RunOptions, make_trial_config
 from bench.errors import BenchError
 from bench.models import register_model
-from bench.models.gans import NonSaturatingGAN
+from bench.models.gan_variants import NonSaturatingGAN
 from bench.train import run_trial
 
 

@@ -105,6 +105,11 @@ class GenerativeModel(nn.Module):
         self.steps += 1
         self.g_steps += 1
 
+    def generator_step_due(self, step: Optional[int] = None) -> bool:
+        """Whether step `step` (default: the next one) updates the generator. Models trained on one
+        objective update everything at every step; GANs follow their `disc_iters` schedule."""
+        return True
+
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device

@@ -12,7 +12,7 @@ from typing import Dict
 import torch
 
 from bench.models.architecture import AutoencoderDiscriminator
-from bench.models.gan import GAN, gan_search_space
+from bench.models.gan_base import GAN, gan_search_space
 from bench.models.registry import register_model
 from bench.models.search_space import Fixed, LogUniform, Uniform
 

@@ -27,9 +27,9 @@ def model_rows() -> list[dict]:
 
 
 def _gflops(name: str, cls) -> str:
-    """FLOPs of one training step of the author defaults at batch 64 (bench/compute.py), so that
+    """FLOPs of one training step of the author defaults at batch 64 (bench/flops.py), so that
     families of different cost can be compared before a run."""
-    from bench.compute import flops_per_step
+    from bench.flops import flops_per_step
 
     try:
         return f"{flops_per_step(name, SHAPES['28x28x1'], dict(cls.search_space.defaults)) / 1e9:.1f}"

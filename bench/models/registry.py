@@ -65,7 +65,7 @@ def _load_builtins() -> None:
         return
     _builtins_loaded = True
     # Imported for their registration; the order is the study's table order.
-    import bench.models.gans  # noqa: F401
+    import bench.models.gan_variants  # noqa: F401
     import bench.models.began  # noqa: F401
     import bench.models.vae  # noqa: F401
     import bench.models.vae_variants  # noqa: F401

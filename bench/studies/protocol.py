@@ -80,7 +80,7 @@ ADDED_LATER = {"numerics": "float32"}
 
 
 def _model_flops(protocol: RunProtocol, model: str, hparams: dict) -> float:
-    from bench.compute import flops_per_step
+    from bench.flops import flops_per_step
     from bench.data import get_dataset
 
     shape = get_dataset(protocol.dataset).info.image_shape

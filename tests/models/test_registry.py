@@ -6,7 +6,7 @@ import pytest
 
 from bench.errors import BenchError
 from bench.models import GenerativeModel, get_model_class, register_model
-from bench.models.gans import NonSaturatingGAN
+from bench.models.gan_variants import NonSaturatingGAN
 from bench.models.search_space import SearchSpace
 
 

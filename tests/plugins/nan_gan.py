@@ -7,7 +7,7 @@
 
 import torch
 
-from bench.models.gans import NonSaturatingGAN
+from bench.models.gan_variants import NonSaturatingGAN
 
 
 class NanAfterStep4(NonSaturatingGAN):

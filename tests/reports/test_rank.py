@@ -67,7 +67,7 @@ BROKEN = {
         """),
     "wrong_shape.py": ("Cropped", "the dataset needs (2, 1, 8, 8)", """
         from bench.models import GAN
-        from bench.models.gans import NonSaturatingGAN
+        from bench.models.gan_variants import NonSaturatingGAN
 
         class Cropped(NonSaturatingGAN):
             def decode(self, z):

@@ -98,8 +98,8 @@ class GAN(GenerativeModel):
 
     # --- the step --------------------------------------------------------------------------
 
-    def generator_step_due(self) -> bool:
-        step = self.steps  # index of the step being taken, from 0
+    def generator_step_due(self, step: Optional[int] = None) -> bool:
+        step = self.steps if step is None else step  # index of the step, from 0
         return step == 0 or (step - 1) % self.hparams["disc_iters"] == 0
 
     def train_step(self, real: Tensor, rng: torch.Generator) -> Dict[str, Tensor]:

@@ -32,25 +32,35 @@ class _FlopCount(TorchDispatchMode):
         return out
 
 
+SCHEDULE_WINDOW = 840  # steps over which a G/D schedule is averaged: a multiple of every period up to 8
+
+
 @lru_cache(maxsize=256)
 def _step_flops(model: str, image_shape: tuple, hparams: tuple, batch_size: int, step: int) -> int:
-    from bench.models import build_model
-
-    with torch.device("meta"):
-        instance = build_model(model, image_shape, dict(hparams), "meta")
-    instance.steps = step  # selects whether this step updates G (GAN schedule)
+    instance = _meta_model(model, image_shape, hparams)
+    instance.steps = step  # what this step updates follows the model's own schedule
     real = torch.empty(batch_size, *image_shape, device="meta")
     with _FlopCount() as counter:
         instance.train_step(real, None)
     return counter.total
 
 
+def _meta_model(model: str, image_shape: tuple, hparams: tuple):
+    from bench.models import build_model
+
+    with torch.device("meta"):
+        return build_model(model, image_shape, dict(hparams), "meta")
+
+
 def flops_per_step(model: str, image_shape, hparams: dict, batch_size: int = 64) -> float:
-    """Average FLOPs of one training step over the G/D schedule (G every `disc_iters` steps)."""
+    """Average FLOPs of one training step over the model's own G/D schedule
+    (`generator_step_due`: G every `disc_iters` steps for GANs, every step for the others)."""
     key = (model, tuple(image_shape), tuple(sorted(hparams.items())), batch_size)
+    schedule = _meta_model(model, key[1], key[2])
+    due = [schedule.generator_step_due(s) for s in range(1, SCHEDULE_WINDOW + 1)]
     with_g = _step_flops(*key, step=0)  # step 0 always updates G
-    disc_iters = int(hparams.get("disc_iters", 1))
-    if disc_iters <= 1:
+    if all(due):
         return float(with_g)
-    d_only = _step_flops(*key, step=2)  # (2 - 1) % disc_iters != 0: D alone
-    return d_only + (with_g - d_only) / disc_iters
+    d_only = _step_flops(*key, step=1 + due.index(False))
+    # Exact integers until the one division: the same number the ratio 1/disc_iters gives.
+    return d_only + (with_g - d_only) * sum(due) / SCHEDULE_WINDOW

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from bench.models import losses, penalties
-from bench.models.gan import GAN, gan_search_space
+from bench.models.gan_base import GAN, gan_search_space
 from bench.models.registry import register_model
 from bench.models.search_space import Fixed, LogUniform
 
