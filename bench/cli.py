@@ -317,6 +317,7 @@ def _cmd_score(args) -> int:
 
 
 def _cmd_score_nll(args) -> int:
+    from bench.records.trial_folder import TrialFolder
     from bench.score_nll import score_checkpoint_nll
     from bench.textfmt import format_table
 
@@ -335,7 +336,7 @@ def _cmd_score_nll(args) -> int:
                                   data_root=args.data_root, out=args.out)
     print(format_table([{"metric": k, "value": v} for k, v in record["metrics"].items()]))
     print(f"{record['model']} at step {record['step']} on {record['n']} images of {record['dataset']}; "
-          f"written to {args.out or Path(args.checkpoint) / ('nll-' + args.nll + '.json')}")
+          f"written to {args.out or TrialFolder(args.checkpoint).nll_path(args.nll)}")
     return 0
 
 
@@ -368,19 +369,16 @@ def _cmd_run(args) -> int:
 
 
 def _cmd_worker(args) -> int:
-    from bench.studies.run import _read_run_file
-    from bench.studies.storage import check_storage_url, open_storage
-    from bench.studies.worker import run_worker, select_studies
+    from bench.records.run_folder import RunRecord
+    from bench.records.storage import check_storage_url
+    from bench.records.study_store import StudyStore
+    from bench.studies.worker import train_waiting_trials
 
     url = args.storage
     if Path(url).is_dir():  # a run folder: its storage
-        record = _read_run_file(Path(url) / "run.json")
-        if record is None:
-            raise BenchError(f"{url} holds no bench run (no run.json)")
-        url = record["storage"]
-    url = check_storage_url(url)
-    storage = open_storage(url)
-    names = [n for pattern in args.study for n in select_studies(storage, pattern)]
+        url = RunRecord.require(Path(url)).storage_url(Path(url))
+    store = StudyStore(check_storage_url(url))
+    names = [n for pattern in args.study for n in store.select(pattern)]
     out = args.out or Path("runs") / _slug(names[0].split("/")[0])
 
     def report(item):
@@ -388,8 +386,9 @@ def _cmd_worker(args) -> int:
             value = f"{item.value:.2f}" if item.value is not None else "-"
             print(f"{item.model} slot {item.slot}: {item.status}, {item.score_name} {value}", flush=True)
 
-    count = run_worker(url, list(dict.fromkeys(names)), out, device=args.device, data_root=args.data_root,
-                       inception_weights=args.inception_weights, progress=not args.no_progress, on_finished=report)
+    count = train_waiting_trials(store.url, list(dict.fromkeys(names)), out, device=args.device,
+                                 data_root=args.data_root, inception_weights=args.inception_weights,
+                                 progress=not args.no_progress, on_finished=report)
     if not args.quiet:
         print(f"no waiting trials left; this worker trained {count}")
     return 0
@@ -401,12 +400,12 @@ def _cmd_status(args) -> int:
     from bench.textfmt import format_table
 
     record, rows = status_rows(args.dir)
-    p = record["protocol"]
-    budgets = sorted(set(record["budgets"].values()))
+    p = record.protocol
+    budgets = sorted(set(record.budgets.values()))
     score = score_for(p["dataset"])
     print(f"{args.dir}: {p['dataset']}, budget {'/'.join(map(str, budgets))} per model, {p['search']} search, {p['steps']} steps, "
           f"{p['eval_samples']} samples per evaluation ({p['extractor']}), match {p['match']}, "
-          f"{p.get('numerics', 'float32')} numerics, {record.get('seeds', 0)} seed re-runs; scored by "
+          f"{p.get('numerics', 'float32')} numerics, {record.seeds} seed re-runs; scored by "
           f"{score.best_word} {score.label}")
     print(format_table(rows))
     return 0
@@ -430,7 +429,7 @@ def _cmd_export(args) -> int:
 
 
 def _cmd_rank(args) -> int:
-    from bench.reports.rank import rank_model
+    from bench.studies.rank_study import rank_model
     from bench.scores import score_for
     from bench.textfmt import format_table
 

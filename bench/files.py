@@ -6,12 +6,18 @@ either the old file or the new one, never half of one (stylegan2-ada's habit for
 
 from __future__ import annotations
 
+import datetime as _dt
 import io
 import json
 import os
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
+
+
+def now() -> str:
+    """A record's time stamp: UTC, to the second."""
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[io.BufferedWriter], None]) -> Path:

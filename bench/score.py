@@ -13,7 +13,7 @@ from bench.data import get_dataset
 from bench.data.samples import load_samples
 from bench.errors import BenchError
 from bench.files import atomic_write_json
-from bench.trial_folder import now
+from bench.files import now
 
 
 @dataclass

@@ -14,12 +14,12 @@ from typing import Optional
 
 import torch
 
-from bench.config import NLL_K, TrialConfig, resolve_device
+from bench.config import NLL_K, resolve_device
 from bench.data import get_dataset
 from bench.errors import BenchError
-from bench.files import atomic_write_json
+from bench.files import atomic_write_json, now
 from bench.numerics import METRICS
-from bench.trial_folder import TrialFolder, now
+from bench.records.trial_folder import TrialFolder
 
 METHODS = ("bound", "ais")
 AIS_IMAGES = 100  # AIS costs T x L decoder passes per chain: a documented subset, as Wu et al. score
@@ -39,7 +39,7 @@ def score_checkpoint_nll(checkpoint_dir: Path, method: str, *, n: Optional[int] 
     if state is None:
         raise BenchError(f"{checkpoint_dir} holds no bench trial (no trial.json); give a trial folder of `bench train` "
                          "or of a run (runs/DATASET/MODEL/PROTOCOL/slot-NNNN)")
-    config = TrialConfig.from_dict(state["config"])
+    config = state.config
     cls = get_model_class(config.model)
     if method == "bound" and not cls.explicit:
         raise BenchError(f"{config.model} is implicit: it has no likelihood of its own; use --nll ais")
@@ -78,5 +78,5 @@ def score_checkpoint_nll(checkpoint_dir: Path, method: str, *, n: Optional[int] 
     protocol["metric_numerics"] = METRICS.to_dict()
     record = {"method": method, "model": config.model, "dataset": config.dataset, "step": int(checkpoint["step"]),
               "n": n, "metrics": metrics, "protocol": protocol, "config": config.to_dict(), "time": now()}
-    atomic_write_json(out or folder.path / f"nll-{method}.json", record)
+    atomic_write_json(out or folder.nll_path(method), record)
     return record

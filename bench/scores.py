@@ -22,8 +22,6 @@ from typing import Iterable, Optional
 
 import numpy as np
 
-FINISHED = ("complete", "diverged")
-
 
 @dataclass(frozen=True)
 class Score:

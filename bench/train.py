@@ -3,7 +3,7 @@
 `bench train` calls `run_trial`; so does every trial of a study. The loop knows nothing about
 model families: a model's `train_step` does the updates (bench/models/gan_base.py holds the GANs'
 step, bench/models/losses.py their losses); the loop feeds batches, watches for divergence,
-evaluates, and writes the trial folder (bench/trial_folder.py) as it goes, all under the trial's
+evaluates, and writes the trial folder (bench/records/trial_folder.py) as it goes, all under the trial's
 numerics (bench/numerics.py). A trial stops at its first non-finite loss or sample; its score
 (bench/scores.py) is still its best point before that.
 """
@@ -27,13 +27,14 @@ from bench.config import EVAL_NOISE_SEED, RunOptions, TrialConfig, resolve_devic
 from bench.data import get_dataset
 from bench.data.device_batches import DeviceBatches
 from bench.errors import BenchError
-from bench.files import atomic_write
+from bench.files import atomic_write, now
 from bench.loss_monitor import LossMonitor
 from bench.metrics.metric_nll import model_nll
 from bench.models import build_model
 from bench.numerics import METRICS, Numerics, numerics_named
 from bench.scores import FID, score_for
-from bench.trial_folder import FINISHED, TrialFolder, now
+from bench.records.evaluation import EvalRecord
+from bench.records.trial_folder import FINISHED, TrialFolder, TrialState
 
 CHECK_EVERY = 50  # steps between bulk reads of the losses (divergence check, progress)
 GENERATE_BATCH = 500
@@ -69,9 +70,9 @@ def run_trial(config: TrialConfig, options: RunOptions, on_step: Optional[Callab
     """
     folder = TrialFolder(options.out)
     state = folder.claim(config)
-    if state is not None and state["status"] in FINISHED:
-        return TrialResult(config, folder.path, state["status"], folder.evaluations(),
-                           state.get("diverged_at_step"), already_finished=True)
+    if state is not None and state.status in FINISHED:
+        return TrialResult(config, folder.path, state.status, folder.evaluations(), state.diverged_at_step,
+                           already_finished=True)
     return _Trial(config, options, folder, state).run(on_step)
 
 
@@ -100,7 +101,7 @@ def train_until(model, batches: DeviceBatches, rng: torch.Generator, monitor: Lo
 class _Trial:
     """A trial being trained: its model, random stream, clock, evaluator and folder."""
 
-    def __init__(self, config: TrialConfig, options: RunOptions, folder: TrialFolder, state: Optional[dict]):
+    def __init__(self, config: TrialConfig, options: RunOptions, folder: TrialFolder, state: Optional[TrialState]):
         self.config, self.options, self.folder = config, options, folder
         self.device = torch.device(resolve_device(options.device))
         dataset = get_dataset(config.dataset)
@@ -118,7 +119,7 @@ class _Trial:
         self.train_seconds = self.eval_seconds = 0.0
         self.step = self._restore(folder.load_checkpoint(config, self.device))
         # Steps this trial was resumed from, so that a report can show it survived a kill.
-        self.resumes = list((state or {}).get("resumes", [])) + ([self.step] if self.step else [])
+        self.resumes = list(state.resumes if state else []) + ([self.step] if self.step else [])
 
         self.flops_per_step = _flops_per_step(config, dataset.info.image_shape)
         self.batches = DeviceBatches(train_split.images.to(self.device), config.batch_size, config.seed)
@@ -211,24 +212,11 @@ class _Trial:
         clock = self._clock()
         self.folder.save_checkpoint(config, {"model": model.state_dict(), "rng": self.rng.get_state(),
                                              "rng_device": self.device.type, "clock": clock, "step": self.step})
-        self.folder.append_evaluation({
-            "step": self.step,
-            "g_steps": model.g_steps,
-            "images_seen": self.step * config.batch_size,
-            "metrics": metrics,
-            "unavailable": evaluation.unavailable,
-            "losses": self.monitor.interval_means(),
-            **clock,
-            "model": config.model,
-            "dataset": config.dataset,
-            "seed": config.seed,
-            "hparams": config.hparams,
-            "config": config.to_dict(),
-            "protocol": protocol,
-            "numerics": self._numerics(),
-            "time": now(),
-            **self.run_info,
-        })
+        self.folder.append_evaluation(EvalRecord(
+            step=self.step, g_steps=model.g_steps, images_seen=self.step * config.batch_size, metrics=metrics,
+            unavailable=evaluation.unavailable, losses=self.monitor.interval_means(), **clock, model=config.model,
+            dataset=config.dataset, seed=config.seed, hparams=config.hparams, config=config.to_dict(),
+            protocol=protocol, numerics=self._numerics(), time=now(), **self.run_info))
         self.recorded.add(self.step)
         return True
 
@@ -252,13 +240,14 @@ class _Trial:
             **self._clock(),
         }
 
-    def _write_state(self, status: str, **extra) -> dict:
-        return self.folder.write_state(self.config, status, steps_done=self.step, compute=self._compute(),
-                                       resumes=self.resumes, numerics=self._numerics(), **self.run_info, **extra)
+    def _write_state(self, status: str, diverged_at_step: Optional[int] = None) -> TrialState:
+        return self.folder.write_state(TrialState(self.config, status, steps_done=self.step, compute=self._compute(),
+                                                  resumes=self.resumes, numerics=self._numerics(),
+                                                  diverged_at_step=diverged_at_step, **self.run_info))
 
-    def _finish(self, status: str, **extra) -> TrialResult:
-        self._write_state(status, **extra)
-        return TrialResult(self.config, self.folder.path, status, self.folder.evaluations(), extra.get("diverged_at_step"))
+    def _finish(self, status: str, diverged_at_step: Optional[int] = None) -> TrialResult:
+        self._write_state(status, diverged_at_step)
+        return TrialResult(self.config, self.folder.path, status, self.folder.evaluations(), diverged_at_step)
 
 
 def _make_evaluator(config: TrialConfig, dataset_name: str, reference, device, options: RunOptions):

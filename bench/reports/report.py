@@ -156,7 +156,7 @@ def _sections(results: pd.DataFrame, draws: int) -> list[Section]:
 
 def checkpoint_likelihoods(results: pd.DataFrame) -> pd.DataFrame:
     """What `bench score --checkpoint DIR --nll ...` wrote into trial folders of this run."""
-    from bench.files import read_json
+    from bench.records.trial_folder import TrialFolder
 
     rows = []
     trials = results.drop_duplicates(["run", "study", "trial"])
@@ -164,11 +164,7 @@ def checkpoint_likelihoods(results: pd.DataFrame) -> pd.DataFrame:
         folder = trial.get("folder")
         if not isinstance(folder, str):
             continue
-        for path in sorted(Path(folder).glob("nll-*.json")):
-            try:
-                record = read_json(path)
-            except (OSError, ValueError):
-                continue
+        for record in TrialFolder(folder).nll_records():
             settings = record.get("protocol", {}).get("settings", {})
             rows.append({"dataset": trial["dataset"], "protocol_id": trial["protocol_id"], "model": trial["model"],
                          "role": trial["role"], "trial": trial["trial"], "step": record.get("step"),

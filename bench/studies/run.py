@@ -19,16 +19,15 @@ from typing import Optional
 from tqdm.auto import tqdm
 
 from bench.errors import BenchError
-from bench.files import atomic_write_json, read_json
-from bench.studies.protocol import RunProtocol
-from bench.studies.storage import check_storage_url, default_storage_url, open_storage
+from bench.records.run_folder import SEARCH, SEEDS, RunRecord
+from bench.records.storage import check_storage_url, default_storage_url
+from bench.records.study_store import StudyStore
 from bench.scores import score_for
-from bench.studies.study import (SEARCH, SEEDS, STALE, enqueue_search, enqueue_seeds, open_study, retire_stale_reruns,
+from bench.studies.protocol import RunProtocol
+from bench.studies.study import (enqueue_search, enqueue_seeds, open_study, requeue_failed, retire_stale_reruns,
                                  summarize, trial_score)
-from bench.studies.worker import Finished, reclaim_lost_trials, run_worker
-from bench.trial_folder import now
+from bench.studies.worker import Finished, reclaim_lost_trials, train_waiting_trials
 
-RUN_FORMAT = "bench-run/1"
 POLL_SECONDS = 2.0
 
 
@@ -72,107 +71,76 @@ def parse_models(text: str, image_shape=None) -> list[str]:
 
 
 def run_study(request: RunRequest) -> RunResult:
-    run_file = Path(request.out) / "run.json"
-    stored = _read_run_file(run_file)
+    stored = RunRecord.read(request.out)
     url = check_storage_url(request.storage) if request.storage else (
-        stored.get("storage") if stored else default_storage_url(request.out))
+        stored.storage if stored else default_storage_url(request.out))
     if stored and not request.force:
-        _refuse_changes(stored, request, url, run_file)
-    storage = open_storage(url)
+        _refuse_changes(stored, request, url)
+    # The stored digest names this protocol's studies, whatever a later version would compute.
+    same = stored is not None and not request.protocol.differences(RunProtocol.from_dict(stored.protocol))
+    digest = stored.digest if same else request.protocol.digest
+    store = StudyStore(url)
 
     studies = {}
     for model in request.models:
-        study = open_study(storage, request.protocol, model, SEARCH)
+        study = open_study(store, request.protocol, model, SEARCH, digest)
         enqueue_search(study, request.protocol, model, request.budget)
-        _requeue_failed(study)
+        reclaim_lost_trials(study)
+        requeue_failed(study)
         studies[model] = study
     # Models and budgets accumulate: a later, narrower command must not hide earlier studies.
-    budgets = {**(stored or {}).get("budgets", {}), **{m: request.budget for m in request.models}}
-    atomic_write_json(run_file, {"format": RUN_FORMAT, "protocol": request.protocol.to_dict(), "storage": url,
-                                 "models": list(budgets), "budgets": budgets, "seeds": request.seeds,
-                                 "updated": now()})
-    _drive(request, url, [s.study_name for s in studies.values()])
+    budgets = {**(stored.budgets if stored else {}), **{m: request.budget for m in request.models}}
+    RunRecord(protocol=request.protocol.to_dict(), digest=digest, storage=url, budgets=budgets,
+              seeds=request.seeds).write(request.out)
+    _train_queued(request, store, [s.name for s in studies.values()])
 
-    result = RunResult(url, {(m, SEARCH): summarize(s) for m, s in studies.items()})
+    result = RunResult(url, {(m, SEARCH): summarize(store.load(s.name)) for m, s in studies.items()})
     if request.seeds:
         if request.progress:
             tqdm.write(f"re-running each model's best configuration with {request.seeds} further seeds "
                        "(--seeds; the paper preset's default is 50, --seeds 0 turns it off)")
         seed_studies = {}
-        for model, study in studies.items():
+        for model in studies:
             best = result.summaries[(model, SEARCH)].best  # by the dataset's score: max F1 on triangles
             if best is None:
                 continue  # nothing to rerun: no slot has a score
-            seed_studies[model] = open_study(storage, request.protocol, model, SEEDS)
+            seed_studies[model] = open_study(store, request.protocol, model, SEEDS, digest)
             retire_stale_reruns(seed_studies[model], best.user_attrs["slot"])
             enqueue_seeds(seed_studies[model], best, request.seeds)
-            _requeue_failed(seed_studies[model])
-        _drive(request, url, [s.study_name for s in seed_studies.values()])
-        result.summaries.update({(m, SEEDS): summarize(s) for m, s in seed_studies.items()})
+            reclaim_lost_trials(seed_studies[model])
+            requeue_failed(seed_studies[model])
+        _train_queued(request, store, [s.name for s in seed_studies.values()])
+        result.summaries.update({(m, SEEDS): summarize(store.load(s.name)) for m, s in seed_studies.items()})
     return result
 
 
-def _read_run_file(path: Path) -> Optional[dict]:
-    if not path.exists():
-        return None
-    try:
-        data = read_json(path)
-    except (OSError, ValueError) as exc:
-        raise BenchError(f"{path} is unreadable ({exc}); it was not written by bench or is damaged") from None
-    if not isinstance(data, dict) or data.get("format") != RUN_FORMAT:
-        raise BenchError(f"{path} is not a bench run record; choose another --out")
-    return data
-
-
-def _refuse_changes(stored: dict, request: RunRequest, url: str, path: Path) -> None:
-    diffs = request.protocol.differences(RunProtocol.from_dict(stored["protocol"]))
-    if stored.get("storage") != url:
-        diffs.append(f"storage: {stored.get('storage')!r} stored, {url!r} asked")
+def _refuse_changes(stored: RunRecord, request: RunRequest, url: str) -> None:
+    diffs = request.protocol.differences(RunProtocol.from_dict(stored.protocol))
+    if stored.storage != url:
+        diffs.append(f"storage: {stored.storage!r} stored, {url!r} asked")
     if diffs:
-        raise BenchError(f"{path.parent} holds a run with another protocol ({'; '.join(diffs[:3])}); "
+        raise BenchError(f"{request.out} holds a run with another protocol ({'; '.join(diffs[:3])}); "
                          "use another --out, repeat the stored settings, or add --force to start studies "
                          "of the new protocol beside the old ones")
 
 
-def _requeue_failed(study) -> None:
-    """Slots whose every trial failed get one more try when the run is started again."""
-    from bench.studies.study import _add_waiting
-    from optuna.trial import TrialState
-
-    reclaim_lost_trials(study)
-    by_slot: dict = {}
-    for t in study.get_trials(deepcopy=False):
-        by_slot.setdefault(t.user_attrs.get("slot"), []).append(t)
-    for trials in by_slot.values():
-        if all(t.state == TrialState.FAIL for t in trials) and trials[-1].user_attrs.get("status") != STALE:
-            last = trials[-1]
-            _add_waiting(study, last.params, last.distributions, last.user_attrs, {"bench:retry_of": last.number})
-
-
-def _drive(request: RunRequest, url: str, names: list[str]) -> None:
-    """Work the studies' queues to the end, in this process or in `--jobs` worker processes."""
+def _train_queued(request: RunRequest, store: StudyStore, names: list[str]) -> None:
+    """Train the studies' queues to the end, in this process or in `--jobs` worker processes."""
     if not names:
         return
-    storage = open_storage(url)
-    pending = sum(summarize(_load(storage, n)).waiting + summarize(_load(storage, n)).running for n in names)
+    pending = sum(summarize(store.load(n)).waiting + summarize(store.load(n)).running for n in names)
     if pending == 0:
         return
-    report = _Reporter(storage, names, pending, request.progress)
+    report = _Reporter(store, names, pending, request.progress)
     try:
         if request.jobs == 1:
-            run_worker(url, names, request.out, device=request.device, data_root=request.data_root,
-                       inception_weights=request.inception_weights, progress=request.progress,
-                       on_finished=report.finished)
+            train_waiting_trials(store.url, names, request.out, device=request.device, data_root=request.data_root,
+                                 inception_weights=request.inception_weights, progress=request.progress,
+                                 on_finished=report.finished)
         else:
-            _run_worker_processes(request, url, names, report)
+            _run_worker_processes(request, store.url, names, report)
     finally:
         report.close()
-
-
-def _load(storage, name):
-    import optuna
-
-    return optuna.load_study(study_name=name, storage=storage)
 
 
 def _run_worker_processes(request: RunRequest, url: str, names: list[str], report: "_Reporter") -> None:
@@ -207,25 +175,22 @@ def _run_worker_processes(request: RunRequest, url: str, names: list[str], repor
 class _Reporter:
     """One line per finished trial plus an overall bar with the time left."""
 
-    def __init__(self, storage, names: list[str], pending: int, progress: bool):
-        self.storage, self.names = storage, names
+    def __init__(self, store: StudyStore, names: list[str], pending: int, progress: bool):
+        self.store, self.names = store, names
         self.bar = tqdm(total=pending, desc="trials", unit="trial", disable=not progress, file=sys.stderr,
                         dynamic_ncols=True, position=0)
-        self.seen = self._finished_numbers()
+        self.seen = {(name, t.number) for name, t in self._ended()}
         self.started = time.time()
 
-    def _finished_numbers(self) -> set:
-        from optuna.trial import TrialState
-
-        out = set()
+    def _ended(self):
+        """(study name, trial) of every trial a worker has finished or failed."""
         for name in self.names:
-            for t in _load(self.storage, name).get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
+            for t in self.store.load(name).trials("complete", "diverged", "failed"):
                 if t.user_attrs.get("status"):
-                    out.add((name, t.number))
-        return out
+                    yield name, t
 
     def finished(self, item: Finished) -> None:
-        best = summarize(_load(self.storage, item.study)).best_score
+        best = summarize(self.store.load(item.study)).best_score
         best_text = f"{best:.4g}" if best is not None else "-"
         value = f"{item.value:.4g}" if item.value is not None else "-"
         what = f"seed rerun {item.slot}" if item.role == SEEDS else f"trial {item.slot}"
@@ -236,20 +201,15 @@ class _Reporter:
 
     def poll(self) -> None:
         """Report trials other processes finished since the last look."""
-        from optuna.trial import TrialState
-
-        for name in self.names:
-            study = _load(self.storage, name)
-            meta = study.user_attrs["bench"]
-            score = score_for(meta["protocol"]["dataset"])
-            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
-                if (name, t.number) in self.seen or not t.user_attrs.get("status"):
-                    continue
-                self.seen.add((name, t.number))
-                seconds = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete else 0.0
-                self.finished(Finished(name, meta["model"], meta["role"], t.user_attrs.get("slot"),
-                                       t.user_attrs["status"], trial_score(score, t), seconds,
-                                       t.user_attrs.get("error"), score.metric))
+        for name, t in list(self._ended()):
+            if (name, t.number) in self.seen:
+                continue
+            self.seen.add((name, t.number))
+            study = self.store.load(name)
+            score = score_for(study.meta.dataset)
+            self.finished(Finished(name, study.meta.model, study.meta.role, t.user_attrs.get("slot"),
+                                   t.user_attrs["status"], trial_score(score, t), study.seconds(t),
+                                   t.user_attrs.get("error"), score.metric))
 
     def close(self) -> None:
         self.bar.close()

@@ -4,30 +4,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import optuna
-
-from bench.errors import BenchError
-from bench.studies.protocol import RunProtocol
-from bench.studies.run import _read_run_file
-from bench.studies.storage import open_storage
-from bench.studies.study import SEARCH, SEEDS, study_name, summarize
+from bench.records.run_folder import SEARCH, SEEDS, RunRecord
+from bench.records.study_store import StudyStore, study_name
+from bench.studies.study import summarize
 
 
-def status_rows(run_dir: Path) -> tuple[dict, list[dict]]:
+def status_rows(run_dir: Path) -> tuple[RunRecord, list[dict]]:
     """(run record, one row per model and role) for the run in `run_dir`."""
-    record = _read_run_file(Path(run_dir) / "run.json")
-    if record is None:
-        raise BenchError(f"{run_dir} holds no bench run (no run.json); start one with `bench run`")
-    storage = open_storage(record["storage"])
-    protocol = RunProtocol.from_dict(record["protocol"])
-    existing = set(optuna.get_all_study_names(storage))
+    record = RunRecord.require(run_dir)
+    store = StudyStore(record.storage_url(run_dir))
+    existing = set(store.names())
     rows = []
-    for model in record["models"]:
+    for model in record.models:
         for role in (SEARCH, SEEDS):
-            name = study_name(protocol, model, role)
+            name = study_name(record.dataset, model, record.digest, role)
             if name not in existing:
                 continue
-            summary = summarize(optuna.load_study(study_name=name, storage=storage))
+            summary = summarize(store.load(name))
             rows.append({
                 "model": model,
                 "study": "search" if role == SEARCH else "seed reruns",

@@ -21,23 +21,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-import optuna
-from optuna.exceptions import UpdateFinishedTrialError
-from optuna.trial import TrialState
-
 from bench.config import RunOptions
 from bench.errors import BenchError
+from bench.records.evaluation import EvalRecord
+from bench.records.run_folder import trial_path
+from bench.records.study_store import StoredStudy, StudyStore
+from bench.records.trial_folder import TrialFolder
 from bench.scores import score_for
 from bench.studies.protocol import RunProtocol
-from bench.studies.storage import open_storage
-from bench.studies.study import _add_waiting, study_meta
 
 HEARTBEAT_SECONDS = 15.0
 GRACE_SECONDS = 300.0  # a trial on another host is presumed lost after this long without a heartbeat
 HOST = platform.node()
-OWNER, BEAT = "bench:owner", "bench:heartbeat"
-EVALUATION_FIELDS = ("step", "g_steps", "images_seen", "train_seconds", "eval_seconds", "metrics", "losses",
-                     "protocol", "numerics", "device")
 
 
 @dataclass
@@ -55,32 +50,24 @@ class Finished:
     score_name: str = "fid"
 
 
-def select_studies(storage, pattern: str) -> list[str]:
-    """Study names equal to `pattern` or below it (`cifar10` selects every cifar10 study)."""
-    names = sorted(optuna.get_all_study_names(storage))
-    chosen = [n for n in names if n == pattern or n.startswith(pattern.rstrip("/") + "/")]
-    if not chosen:
-        raise BenchError(f"no study matches {pattern!r} in this storage; it holds: {', '.join(names) or 'none'}")
-    return chosen
-
-
-def run_worker(storage_url: str, study_names: list[str], out_dir: Path, *, device: str = "auto",
-               data_root: Optional[Path] = None, inception_weights: Optional[Path] = None, progress: bool = True,
-               on_finished: Optional[Callable[[Finished], None]] = None) -> int:
-    """Train WAITING trials of `study_names` (in that order) until none is left; returns how many."""
+def train_waiting_trials(storage_url: str, study_names: list[str], out_dir: Path, *, device: str = "auto",
+                         data_root: Optional[Path] = None, inception_weights: Optional[Path] = None,
+                         progress: bool = True, on_finished: Optional[Callable[[Finished], None]] = None) -> int:
+    """Claim and train WAITING trials of `study_names` (in that order) until none is left; returns
+    how many. `bench worker` is this in a process of its own; `bench run --jobs 1` calls it in-process."""
     _die_with_parent()
     if os.environ.get("BENCH_THREADS"):
         import torch
 
         torch.set_num_threads(int(os.environ["BENCH_THREADS"]))
-    storage = open_storage(storage_url)
+    store = StudyStore(storage_url)
     count = 0
     while True:
         claim = None
         for name in study_names:
-            study = optuna.load_study(study_name=name, storage=storage)
+            study = store.load(name)
             reclaim_lost_trials(study)
-            trial = _claim_waiting(study)
+            trial = study.claim_waiting(_owner())
             if trial is not None:
                 claim = (study, trial)
                 break
@@ -93,58 +80,44 @@ def run_worker(storage_url: str, study_names: list[str], out_dir: Path, *, devic
             on_finished(result)
 
 
-def trial_dir(out_dir: Path, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> Path:
-    meta = study_meta(study)
-    protocol = RunProtocol.from_dict(meta["protocol"])
-    prefix = "slot" if meta["role"] == "search" else "seed"
-    return Path(out_dir) / meta["model"] / protocol.digest / f"{prefix}-{trial.user_attrs['slot']:04d}"
+def trial_dir(out_dir: Path, study: StoredStudy, trial) -> Path:
+    meta = study.meta
+    return trial_path(out_dir, meta.model, meta.digest, meta.role, trial.user_attrs["slot"])
 
 
-def _claim_waiting(study: optuna.Study) -> Optional[optuna.trial.FrozenTrial]:
-    storage, study_id = study._storage, study._study_id
-    for trial in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,)):
-        if storage.set_trial_state_values(trial._trial_id, state=TrialState.RUNNING):
-            storage.set_trial_system_attr(trial._trial_id, OWNER, _owner())
-            storage.set_trial_system_attr(trial._trial_id, BEAT, time.time())
-            return storage.get_trial(trial._trial_id)
-    return None
-
-
-def _train(study: optuna.Study, trial: optuna.trial.FrozenTrial, out_dir: Path, options: RunOptions) -> Finished:
+def _train(study: StoredStudy, trial, out_dir: Path, options: RunOptions) -> Finished:
     from bench.train import run_trial
 
-    storage, meta = study._storage, study_meta(study)
-    protocol = RunProtocol.from_dict(meta["protocol"])
+    meta = study.meta
+    protocol = RunProtocol.from_dict(meta.protocol)
+    score = score_for(protocol.dataset)
     folder = trial_dir(out_dir, study, trial)
     stop = threading.Event()
-    beat = threading.Thread(target=_heartbeat, args=(storage, trial._trial_id, stop), daemon=True)
+    beat = threading.Thread(target=_heartbeat, args=(study, trial, stop), daemon=True)
     beat.start()
     t0 = time.perf_counter()
     slot = trial.user_attrs["slot"]
     try:
-        if meta.get("source"):
+        if meta.source:
             from bench.models import get_model_class
 
-            get_model_class(meta["source"])  # a plug-in given as FILE.py:Class registers itself
-        config = protocol.trial_config(meta["model"], trial.params, int(trial.user_attrs["seed"]))
+            get_model_class(meta.source)  # a plug-in given as FILE.py:Class registers itself
+        config = protocol.trial_config(meta.model, trial.params, int(trial.user_attrs["seed"]))
         result = run_trial(config, dataclasses.replace(options, out=folder))
     except KeyboardInterrupt:
         stop.set()
-        _requeue(study, trial)  # not this trial's fault: the next run resumes it
+        study.requeue(trial)  # not this trial's fault: the next run resumes it
         raise
     except Exception as exc:
         stop.set()
         error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, BenchError) else str(exc)
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "error.log").write_text(traceback.format_exc())
-        _finish(storage, trial, TrialState.FAIL, None, {"status": "failed", "error": error.splitlines()[0]})
-        return Finished(study.study_name, meta["model"], meta["role"], slot, "failed", None, time.perf_counter() - t0,
-                        error, score_for(protocol.dataset).metric)
+        TrialFolder(folder).write_error(traceback.format_exc())
+        study.finish(trial, False, None, {"status": "failed", "error": error.splitlines()[0]})
+        return Finished(study.name, meta.model, meta.role, slot, "failed", None, time.perf_counter() - t0,
+                        error, score.metric)
     stop.set()
     # A diverged trial keeps the best point it reached (compare_gan v1 scores every checkpoint and
     # keeps the best); with none, it has no score and the worst value stands in for it.
-    score = score_for(protocol.dataset)
-    value = score.stored_value(result.evaluations)
     state = _read_state(folder)
     attrs = {
         "status": result.status,
@@ -152,52 +125,27 @@ def _train(study: optuna.Study, trial: optuna.trial.FrozenTrial, out_dir: Path, 
         "score": result.score,
         "best_fid": result.best_fid,
         # A copy of the evaluation records, so that reports work where the trial folder is not.
-        "evaluations": [{k: r[k] for k in EVALUATION_FIELDS if k in r} for r in result.evaluations],
+        "evaluations": [EvalRecord.from_dict(r).compact() for r in result.evaluations],
         "diverged_at_step": result.diverged_at_step,
-        "compute": state.get("compute", {}),
+        "compute": state.compute if state is not None else {},
         "folder": str(folder),
         "steps": config.steps,
     }
-    _finish(storage, trial, TrialState.COMPLETE, value, attrs)
-    return Finished(study.study_name, meta["model"], meta["role"], slot, result.status, result.score,
+    study.finish(trial, True, score.stored_value(result.evaluations), attrs)
+    return Finished(study.name, meta.model, meta.role, slot, result.status, result.score,
                     time.perf_counter() - t0, score_name=score.metric)
 
 
-def _finish(storage, trial, state, value, attrs) -> None:
-    try:
-        for key, val in attrs.items():
-            storage.set_trial_user_attr(trial._trial_id, key, val)
-        storage.set_trial_state_values(trial._trial_id, state, values=None if value is None else [value])
-    except UpdateFinishedTrialError:
-        pass  # reclaimed as lost while we were still at it: the re-queued copy owns the slot
-
-
-def reclaim_lost_trials(study: optuna.Study, grace: float = GRACE_SECONDS) -> int:
+def reclaim_lost_trials(study: StoredStudy, grace: float = GRACE_SECONDS) -> int:
     """Fail and re-queue RUNNING trials whose worker is gone; returns how many."""
-    storage, count = study._storage, 0
-    for trial in storage.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.RUNNING,)):
-        if _alive(trial, grace):
-            continue
-        if _requeue(study, trial):
-            count += 1
-    return count
+    return sum(study.requeue(t) for t in study.trials("running") if not _alive(study, t, grace))
 
 
-def _requeue(study, trial) -> bool:
-    try:
-        study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-    except UpdateFinishedTrialError:
-        return False  # someone else reclaimed it first
-    _add_waiting(study, trial.params, trial.distributions, trial.user_attrs, {"bench:retry_of": trial.number})
-    return True
-
-
-def _alive(trial, grace: float) -> bool:
-    owner = trial.system_attrs.get(OWNER)
+def _alive(study: StoredStudy, trial, grace: float) -> bool:
+    owner = study.owner(trial)
     if owner and owner.get("host") == HOST:
         return _process_alive(owner.get("pid"), owner.get("start"))
-    last = trial.system_attrs.get(BEAT) or (trial.datetime_start.timestamp() if trial.datetime_start else 0)
-    return time.time() - last < grace
+    return time.time() - study.last_heartbeat(trial) < grace
 
 
 def _owner() -> dict:
@@ -224,21 +172,19 @@ def _process_alive(pid: Optional[int], start: Optional[str]) -> bool:
     return start is None or _process_start(pid) in (None, start)
 
 
-def _heartbeat(storage, trial_id: int, stop: threading.Event) -> None:
+def _heartbeat(study: StoredStudy, trial, stop: threading.Event) -> None:
     while not stop.wait(HEARTBEAT_SECONDS):
         try:
-            storage.set_trial_system_attr(trial_id, BEAT, time.time())
+            study.heartbeat(trial)
         except Exception:
             return  # the trial finished or the storage went away: nothing left to keep alive
 
 
-def _read_state(folder: Path) -> dict:
-    from bench.trial_folder import TrialFolder
-
+def _read_state(folder: Path):
     try:
-        return TrialFolder(folder).read_state() or {}
+        return TrialFolder(folder).read_state()
     except BenchError:
-        return {}
+        return None
 
 
 def _die_with_parent() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import optuna
 from optuna.trial import TrialState, create_trial
 
 from bench.files import atomic_write_json
@@ -11,7 +12,8 @@ from bench.models import get_model_class
 from bench.scores import score_for
 from bench.studies.protocol import RunProtocol
 from bench.studies.search import distributions
-from bench.studies.storage import default_storage_url, open_storage
+from bench.records.storage import default_storage_url, open_storage
+from bench.records.study_store import StudyStore
 from bench.studies.study import SEARCH, SEEDS, open_study
 
 TINY = dict(search="wide", steps=100, eval_every=50, eval_samples=64, extractor="tiny", match="steps")
@@ -29,13 +31,13 @@ def make_run(out: Path, trials: dict, dataset: str = "mnist", seeds: dict | None
     before diverged trials kept their best point (infinite) and triangles were scored by F1 (min FID)."""
     proto = RunProtocol(dataset=dataset, **(protocol or TINY))
     url = default_storage_url(out)
-    storage = open_storage(url)
+    store = StudyStore(url)
     for model, fid_lists in trials.items():
-        _add_trials(open_study(storage, proto, model, SEARCH), proto, model, fid_lists, first_slot=0,
+        _add_trials(open_study(store, proto, model, SEARCH), url, proto, model, fid_lists, first_slot=0,
                     waiting=(pending or {}).get(model, 0), nll=(nll or {}).get(model), f1=(f1 or {}).get(model),
                     stored=stored)
     for model, fid_lists in (seeds or {}).items():
-        _add_trials(open_study(storage, proto, model, SEEDS), proto, model, fid_lists, first_slot=1,
+        _add_trials(open_study(store, proto, model, SEEDS), url, proto, model, fid_lists, first_slot=1,
                     f1=(seed_f1 or {}).get(model), stored=stored)
     atomic_write_json(out / "run.json", {"format": "bench-run/1", "protocol": proto.to_dict(), "storage": url,
                                          "models": list(trials), "budgets": {m: len(v) for m, v in trials.items()},
@@ -43,7 +45,8 @@ def make_run(out: Path, trials: dict, dataset: str = "mnist", seeds: dict | None
     return proto
 
 
-def _add_trials(study, proto, model, fid_lists, first_slot, waiting=0, nll=None, f1=None, stored="new"):
+def _add_trials(study, study_url, proto, model, fid_lists, first_slot, waiting=0, nll=None, f1=None, stored="new"):
+    raw = optuna.load_study(study_name=study.name, storage=open_storage(study_url))  # finished trials, made directly
     space = get_model_class(model).search_space
     dists = distributions(space, proto.search)
     for i, fids in enumerate(fid_lists):
@@ -70,7 +73,7 @@ def _add_trials(study, proto, model, fid_lists, first_slot, waiting=0, nll=None,
             for evaluation, value in zip(evaluations, values[i]):
                 evaluation["metrics"].update({metric: value, f"{metric}_se": 0.01})
                 evaluation["protocol"]["nll"] = {"k": 1 if metric == "nll_bpd" else 16, "n": 64}
-        attrs = {"slot": slot, "seed": slot, "role": study.user_attrs["bench"]["role"],
+        attrs = {"slot": slot, "seed": slot, "role": study.meta.role,
                  "status": "diverged" if diverged else "complete",
                  "best_fid": min(finite) if finite else None, "evaluations": evaluations,
                  "compute": {"steps": proto.steps, "g_steps": proto.steps, "images_seen": 64 * proto.steps,
@@ -79,10 +82,10 @@ def _add_trials(study, proto, model, fid_lists, first_slot, waiting=0, nll=None,
         score = score_for(proto.dataset)
         value = (float("inf") if diverged or not finite else min(finite)) if stored == "old" else \
             score.stored_value(evaluations)
-        study.add_trial(create_trial(state=TrialState.COMPLETE, value=value, params=params, distributions=dists,
+        raw.add_trial(create_trial(state=TrialState.COMPLETE, value=value, params=params, distributions=dists,
                                      user_attrs=attrs))
     space_defaults = dict(space.defaults)
     for k in range(waiting):
-        study.add_trial(create_trial(state=TrialState.WAITING, params=space_defaults, distributions=dists,
+        raw.add_trial(create_trial(state=TrialState.WAITING, params=space_defaults, distributions=dists,
                                      user_attrs={"slot": first_slot + len(fid_lists) + k, "seed": 0,
-                                                 "role": study.user_attrs["bench"]["role"]}))
+                                                 "role": study.meta.role}))

@@ -9,12 +9,11 @@ from pathlib import Path
 
 import json
 
-import optuna
 import pytest
 
 from bench.reports.plots import FIGURES
 from bench.studies.protocol import RunProtocol
-from bench.studies.storage import open_storage
+from bench.records.study_store import StudyStore
 from bench.studies.study import SEEDS, study_name, summarize
 from bench.reports.report import write_report
 from tests.reports.synthetic import make_run
@@ -67,15 +66,15 @@ def test_a_triangles_report_ranks_by_f1_with_precision_and_recall_beside(quick_r
     for (_, _), trial in results.groupby(["study", "trial"]):  # each trial's objective: its maximum F1
         assert (trial["objective"] == trial["tri_f1"].max()).all()
     record = json.loads((quick_run / "run.json").read_text())
-    storage = open_storage(record["storage"])
+    store = StudyStore(record["storage"])
     for model in ("ns_gan", "wgan"):  # the study maximises F1; `--seeds 1` re-ran the max-F1 configuration
         proto = RunProtocol.from_dict(record["protocol"])
-        study = optuna.load_study(study_name=study_name(proto, model), storage=storage)
-        assert study.direction == optuna.study.StudyDirection.MAXIMIZE
+        study = store.load(study_name(proto, model))
+        assert study.direction == "maximize"
         summary = summarize(study)
         mine = results[(results["model"] == model) & (results["role"] == "search")]
         assert summary.best_score == mine["objective"].max()
-        (rerun,) = optuna.load_study(study_name=study_name(proto, model, SEEDS), storage=storage).get_trials()
+        (rerun,) = store.load(study_name(proto, model, SEEDS)).trials()
         assert rerun.params == summary.best.params and rerun.user_attrs["source_slot"] == summary.best.user_attrs["slot"]
     report = write_report(quick_run, out=tmp_path / "report", draws=200).out
     budget = pd.read_csv(report / "tables" / "budget.csv")

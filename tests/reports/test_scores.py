@@ -6,14 +6,13 @@ import math
 import zlib
 
 import numpy as np
-import optuna
 import pytest
 
 from bench import load_results
 from bench.reports import tables
 from bench.reports.bootstrap import budget_curve
 from bench.scores import FID, TRIANGLE_F1, score_for
-from bench.studies.storage import open_storage
+from bench.records.study_store import StudyStore
 from bench.studies.study import study_name, summarize
 from tests.reports.synthetic import make_run
 
@@ -115,8 +114,7 @@ def test_pairwise_and_ranking_follow_the_direction(triangles):
 
 def test_seed_reruns_take_the_maximum_f1_configuration(triangles):
     out, proto, _ = triangles
-    storage = open_storage(f"journal:{out / 'optuna.journal'}")
-    study = optuna.load_study(study_name=study_name(proto, "ns_gan"), storage=storage)
+    study = StudyStore(f"journal:{out / 'optuna.journal'}").load(study_name(proto, "ns_gan"))
     summary = summarize(study)
     assert summary.best.user_attrs["slot"] == 2 and summary.best_score == 0.7 and summary.score is TRIANGLE_F1
 
@@ -196,23 +194,22 @@ def test_seed_reruns_follow_the_current_best(tmp_path):
     stale.loc[(stale["role"] == "seeds"), "source_slot"] = 0
     assert "ns_gan" not in set(tables.seed_table(stale)["model"])
 
-    storage = open_storage(f"journal:{run / 'optuna.journal'}")
-    name = next(n for n in optuna.get_all_study_names(storage) if n.startswith("triangles/ns_gan/") and n.endswith(SEEDS))
-    study = optuna.load_study(study_name=name, storage=storage)
-    search = optuna.load_study(study_name=name[: -len("/" + SEEDS)], storage=storage)
-    other = next(t for t in search.get_trials() if t.user_attrs["slot"] == 0)
-    assert enqueue_seeds(study, next(t for t in search.get_trials() if t.user_attrs["slot"] == 1), 1) == 0
+    store = StudyStore(f"journal:{run / 'optuna.journal'}")
+    name = next(n for n in store.names() if n.startswith("triangles/ns_gan/") and n.endswith(SEEDS))
+    study = store.load(name)
+    search = store.load(name[: -len("/" + SEEDS)])
+    other = next(t for t in search.trials() if t.user_attrs["slot"] == 0)
+    assert enqueue_seeds(study, next(t for t in search.trials() if t.user_attrs["slot"] == 1), 1) == 0
     assert enqueue_seeds(study, other, 2) == 2
-    added = [t.user_attrs for t in study.get_trials() if t.user_attrs.get("source_slot") == 0]
+    added = [t.user_attrs for t in study.trials() if t.user_attrs.get("source_slot") == 0]
     assert sorted((a["slot"], a["rerun"], a["seed"]) for a in added) == [(2, 1, 100_001), (3, 2, 100_002)]
     # The best changes back before they ran: they leave the queue, count in no budget, and a
     # rerun of `bench run` does not queue them again.
-    from bench.studies.run import _requeue_failed
-    from bench.studies.study import retire_stale_reruns
+    from bench.studies.study import requeue_failed, retire_stale_reruns
 
     assert retire_stale_reruns(study, source_slot=1) == 2
-    _requeue_failed(study)
-    assert not study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    assert requeue_failed(study) == 0
+    assert not study.trials("waiting")
     summary = summarize(study)
     assert summary.budget == 1 and summary.failed == 0 and summary.complete == 1
     assert set(load_results(run).query("role == 'seeds'")["status"]) == {"complete", "stale"}

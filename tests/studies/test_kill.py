@@ -11,7 +11,7 @@ from pathlib import Path
 import optuna
 
 from bench.studies.protocol import RunProtocol
-from bench.studies.storage import open_storage
+from bench.records.storage import open_storage
 from bench.studies.study import study_name
 
 

@@ -12,7 +12,7 @@ from bench.studies.protocol import RunProtocol, resolve_protocol
 from bench.studies.run import RunRequest, parse_models, run_study
 from bench.studies.search import SEED_RERUN_BASE
 from bench.studies.status import status_rows
-from bench.studies.storage import open_storage
+from bench.records.storage import open_storage
 from bench.studies.study import SEEDS, study_name
 from tests.conftest import write_blob_folder
 from tests.test_cli import assert_one_line_error, run_cli

@@ -15,7 +15,8 @@ from bench.reports import tables
 from bench.reports.report import write_report
 from bench.studies.protocol import resolve_protocol
 from bench.studies.run import RunRequest, parse_models, run_study
-from bench.studies.storage import open_storage
+from bench.records.storage import open_storage
+from bench.records.study_store import StudyStore
 from bench.studies.study import SEARCH, study_name, summarize
 
 PLUGINS = Path(__file__).resolve().parents[1] / "plugins" / "nan_gan.py"
@@ -24,7 +25,7 @@ LEGACY = Path(__file__).resolve().parents[1] / "fixtures" / "run-2026-11-triangl
 
 def _study(out, proto, model, role=SEARCH):
     record = json.loads((out / "run.json").read_text())
-    return optuna.load_study(study_name=study_name(proto, model, role), storage=open_storage(record["storage"]))
+    return StudyStore(record["storage"]).load(study_name(proto, model, role))
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +46,8 @@ def test_a_diverged_trial_keeps_its_best_point_and_can_win(triangles_run, tmp_pa
     rows = df[(df["model"] == "nan_after_step4") & (df["role"] == "search")]
     assert set(rows["status"]) == {"diverged"} and rows.groupby("trial")["step"].apply(list).tolist() == [[2, 4]] * 2
     study = _study(out, proto, "nan_after_step4")
-    assert study.direction == optuna.study.StudyDirection.MAXIMIZE
-    for trial in study.get_trials():
+    assert study.direction == "maximize"
+    for trial in study.trials():
         points = rows[rows["trial"] == trial.user_attrs["slot"]]
         assert trial.user_attrs["diverged_at_step"] == 5 and trial.user_attrs["score_name"] == "tri_f1"
         assert trial.value == points["tri_f1"].max() == points["objective"].iloc[0]  # its best point's score

@@ -1,0 +1,159 @@
+"""The files of one trial, and the rules that keep them consistent when a run is killed.
+
+    trial.json        `TrialState`: configuration, status, progress and compute (rewritten atomically)
+    evals.jsonl       one `EvalRecord` per evaluation point, appended as it happens, never rewritten
+    checkpoint.pt     the latest checkpoint: model + optimisers + RNG + clock (atomic)
+    samples/          a sample grid per evaluation point
+    error.log         the traceback of a trial that failed
+    nll-METHOD.json   a likelihood scored later from the checkpoint (`bench score --nll`)
+
+Order at an evaluation point: evaluate, write the checkpoint, append the record, update
+trial.json. A kill between any two leaves a state `bench train` repairs on the next run:
+a checkpoint whose evaluation record is missing is evaluated again (same weights, same z).
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from bench.config import TrialConfig
+from bench.errors import BenchError
+from bench.files import append_jsonl, atomic_write, atomic_write_bytes, atomic_write_json, now, read_json, read_jsonl
+from bench.records.evaluation import EvalRecord, read_records
+
+STATE_FORMAT = "bench-trial/1"
+CHECKPOINT_FORMAT = "bench-trial-checkpoint/1"
+FINISHED = ("complete", "diverged")  # the statuses of a trial that has ended by itself
+
+
+@dataclass
+class TrialState:
+    """trial.json: where the trial stands and what it has spent."""
+
+    config: TrialConfig
+    status: str  # running | complete | diverged
+    steps_done: int = 0
+    compute: dict = field(default_factory=dict)  # steps, g_steps, FLOPs, parameters, clock
+    resumes: list = field(default_factory=list)  # steps it was resumed from (a report shows it survived kills)
+    numerics: Optional[dict] = None  # the floating-point flags in force (bench/numerics.py)
+    diverged_at_step: Optional[int] = None
+    device: Optional[str] = None
+    host: Optional[str] = None
+    bench_version: Optional[str] = None
+    updated: Optional[str] = None
+
+    def to_dict(self) -> dict:
+        out = {"format": STATE_FORMAT, **{f.name: getattr(self, f.name) for f in fields(self)}}
+        out["config"] = self.config.to_dict()
+        return {k: v for k, v in out.items() if v is not None}
+
+    @classmethod
+    def from_dict(cls, data: dict, where) -> "TrialState":
+        if not isinstance(data, dict) or data.get("format") != STATE_FORMAT:
+            raise BenchError(f"{where} is not a bench trial record; choose another --out")
+        known = {f.name for f in fields(cls)} | {"format"}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise BenchError(f"{where} has a field this version of bench does not know ({unknown[0]!r}); "
+                             "it was written by a newer bench: upgrade to read it")
+        values = {k: v for k, v in data.items() if k != "format"}
+        return cls(**{**values, "config": TrialConfig.from_dict(data["config"])})
+
+
+class TrialFolder:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.state_path = self.path / "trial.json"
+        self.evals_path = self.path / "evals.jsonl"
+        self.checkpoint_path = self.path / "checkpoint.pt"
+        self.samples_dir = self.path / "samples"
+        self.error_path = self.path / "error.log"
+
+    # --- trial.json ------------------------------------------------------------------------
+
+    def read_state(self) -> Optional[TrialState]:
+        if not self.state_path.exists():
+            return None
+        try:
+            data = read_json(self.state_path)
+        except (OSError, ValueError) as exc:
+            raise BenchError(f"{self.state_path} is unreadable ({exc}); it was not written by bench or is damaged") from None
+        return TrialState.from_dict(data, self.state_path)
+
+    def claim(self, config: TrialConfig) -> Optional[TrialState]:
+        """The folder's existing state if it holds this very trial; refuse a different one."""
+        state = self.read_state()
+        if state is not None:
+            self.check_same_trial(state.config, config, self.state_path)
+        return state
+
+    @staticmethod
+    def check_same_trial(stored: TrialConfig, config: TrialConfig, where: Path) -> None:
+        diffs = stored.differences(config)
+        if diffs:
+            raise BenchError(
+                f"{where} belongs to a different trial ({'; '.join(diffs[:3])}, stored vs requested); "
+                "choose another --out or repeat the original settings"
+            )
+
+    def write_state(self, state: TrialState) -> TrialState:
+        state.updated = now()
+        atomic_write_json(self.state_path, state.to_dict())
+        return state
+
+    # --- evals.jsonl -----------------------------------------------------------------------
+
+    def evaluations(self) -> list[dict]:
+        """Recorded evaluation points (`EvalRecord`s as stored) in step order."""
+        return read_records(read_jsonl(self.evals_path), str(self.evals_path))
+
+    def append_evaluation(self, record: EvalRecord) -> None:
+        append_jsonl(self.evals_path, record.to_dict())
+
+    # --- checkpoint.pt ---------------------------------------------------------------------
+
+    def save_checkpoint(self, config: TrialConfig, payload: dict) -> None:
+        buffer = io.BytesIO()
+        torch.save({"format": CHECKPOINT_FORMAT, "config": config.to_dict(), **payload}, buffer)
+        atomic_write(self.checkpoint_path, lambda f: f.write(buffer.getbuffer()))
+
+    def load_checkpoint(self, config: TrialConfig, device) -> Optional[dict]:
+        if not self.checkpoint_path.exists():
+            return None
+        try:
+            payload = torch.load(self.checkpoint_path, map_location=device, weights_only=True)
+        except Exception as exc:  # torch raises many types for a damaged zip or pickle
+            raise BenchError(
+                f"checkpoint {self.checkpoint_path} is unreadable ({type(exc).__name__}); it is damaged or not "
+                "bench's: move it away to restart the trial from scratch"
+            ) from None
+        if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+            raise BenchError(f"{self.checkpoint_path} is not a bench trial checkpoint; choose another --out")
+        self.check_same_trial(TrialConfig.from_dict(payload["config"]), config, self.checkpoint_path)
+        return payload
+
+    # --- samples/, error.log, nll-*.json ---------------------------------------------------
+
+    def sample_grid_path(self, step: int) -> Path:
+        return self.samples_dir / f"step-{step:07d}.png"
+
+    def write_error(self, text: str) -> None:
+        atomic_write_bytes(self.error_path, text.encode())
+
+    def nll_path(self, method: str) -> Path:
+        return self.path / f"nll-{method}.json"
+
+    def nll_records(self) -> list[dict]:
+        """What `bench score --nll` wrote here; an unreadable file is left out."""
+        out = []
+        for path in sorted(self.path.glob("nll-*.json")):
+            try:
+                out.append(read_json(path))
+            except (OSError, ValueError):
+                continue
+        return out
