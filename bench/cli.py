@@ -153,7 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--storage", required=True, help="the run's storage URL (or a run folder)")
     worker.add_argument("--study", required=True, action="append",
                         help="a study name, or a prefix such as the dataset name for all of its studies (repeatable)")
-    worker.add_argument("--out", type=Path, help="where trial folders go (default runs/DATASET)")
+    worker.add_argument("--out", type=Path, help="where trial folders go (default: the run folder given as "
+                        "--storage, else runs/DATASET)")
     _add_machine_options(worker)
     worker.add_argument("--quiet", action="store_true", help="no line per finished trial")
 
@@ -374,12 +375,13 @@ def _cmd_worker(args) -> int:
     from bench.records.study_store import StudyStore
     from bench.studies.worker import train_waiting_trials
 
-    url = args.storage
-    if Path(url).is_dir():  # a run folder: its storage
-        url = RunRecord.require(Path(url)).storage_url(Path(url))
+    url, run_dir = args.storage, None
+    if Path(url).is_dir():  # a run folder: its storage, and its trial folders go there
+        run_dir = Path(url)
+        url = RunRecord.require(run_dir).storage_url(run_dir)
     store = StudyStore(check_storage_url(url))
     names = [n for pattern in args.study for n in store.select(pattern)]
-    out = args.out or Path("runs") / _slug(names[0].split("/")[0])
+    out = args.out or run_dir or Path("runs") / _slug(names[0].split("/")[0])
 
     def report(item):
         if not args.quiet:

@@ -19,6 +19,30 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+_MODELS_AT_START: list = []
+
+
+def pytest_sessionstart(session):
+    """The registry before any test module is imported: the built-ins and installed plug-ins."""
+    from bench.models import model_names
+
+    _MODELS_AT_START[:] = model_names()
+
+
+@pytest.fixture(autouse=True)
+def model_registry_unchanged():
+    """Every test starts and ends with the registry of a fresh process (what `bench list models`
+    prints): a test model is registered inside its test (`bench.models.registered`), never as a
+    side effect of importing a test module, so no result depends on which tests ran before."""
+    from bench.models import model_names, restored_registry
+
+    assert model_names() == _MODELS_AT_START, "a test module registered models when it was imported"
+    with restored_registry():  # put back what the test left, so one leak fails one test
+        yield
+        left = model_names()
+    assert left == _MODELS_AT_START, f"the test left the registry changed: {left}"
+
+
 @pytest.fixture(scope="session", autouse=True)
 def isolated_caches(tmp_path_factory):
     """Datasets, reference statistics and converted weights go to a per-session folder, never ~/.cache."""

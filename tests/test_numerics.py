@@ -10,7 +10,7 @@ from bench.config import RunOptions, make_trial_config
 from bench.errors import BenchError
 from bench.metrics import extract_features
 from bench.metrics.feature_extractor_tiny import TinyExtractor
-from bench.models import register_model
+from bench.models import registered
 from bench.models.gan_variants import NonSaturatingGAN
 from bench.numerics import FEATURES, NUMERICS, Numerics, numerics_named
 from bench.studies.protocol import RunProtocol, resolve_protocol
@@ -20,7 +20,6 @@ SEEN: dict = {"train": [], "features": []}
 TF32 = NUMERICS["tf32"]
 
 
-@register_model("test_numerics_probe")
 class NumericsProbe(NonSaturatingGAN):
     """ns_gan that notes the flags in force at every training step."""
 
@@ -41,6 +40,12 @@ def probe_features(monkeypatch):
     monkeypatch.setattr(TinyExtractor, "forward", noting)
     SEEN["train"].clear()
     SEEN["features"].clear()
+
+
+@pytest.fixture
+def numerics_probe():
+    with registered("test_numerics_probe", NumericsProbe):
+        yield "test_numerics_probe"
 
 
 @pytest.fixture
@@ -81,8 +86,9 @@ def test_feature_extraction_runs_in_true_float32_and_restores_the_callers_flags(
 
 
 @pytest.mark.parametrize("name", ["tf32", "float32"])
-def test_a_trial_trains_under_its_numerics_and_records_them(name, blob_folder, tmp_path, probe_features, caller_flags):
-    config = make_trial_config("test_numerics_probe", f"folder:{blob_folder}", steps=4, eval_every=2,
+def test_a_trial_trains_under_its_numerics_and_records_them(name, blob_folder, tmp_path, probe_features, caller_flags,
+                                                           numerics_probe):
+    config = make_trial_config(numerics_probe, f"folder:{blob_folder}", steps=4, eval_every=2,
                                eval_samples=16, extractor="tiny", numerics=name)
     run_trial(config, RunOptions(out=tmp_path / "t", device="cpu", progress=False))
     records = [json.loads(line) for line in (tmp_path / "t" / "evals.jsonl").read_text().splitlines()]

@@ -7,7 +7,7 @@ import torch
 
 from bench.config import RunOptions, make_trial_config
 from bench.errors import BenchError
-from bench.models import register_model
+from bench.models import registered
 from bench.models.gan_variants import NonSaturatingGAN
 from bench.train import run_trial
 
@@ -99,7 +99,6 @@ def test_a_torn_last_line_is_ignored(blob_folder, tmp_path):
     assert [r["step"] for r in result.evaluations] == [10, 20]
 
 
-@register_model("test_nan_at_7")
 class NaNAtStep7(NonSaturatingGAN):
     """ns_gan whose discriminator loss turns NaN at step 7 (for the divergence test)."""
 
@@ -110,7 +109,13 @@ class NaNAtStep7(NonSaturatingGAN):
         return logs
 
 
-def test_divergence_is_recorded_with_its_step(blob_folder, tmp_path):
+@pytest.fixture
+def nan_at_7():
+    with registered("test_nan_at_7", NaNAtStep7):
+        yield "test_nan_at_7"
+
+
+def test_divergence_is_recorded_with_its_step(blob_folder, tmp_path, nan_at_7):
     result = run_trial(config_for(blob_folder, model="test_nan_at_7", steps=20, eval_every=5), options(tmp_path / "t"))
     assert result.status == "diverged" and result.diverged_at_step == 7
     state = json.loads((tmp_path / "t" / "trial.json").read_text())

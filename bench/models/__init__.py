@@ -3,7 +3,8 @@
 from bench.models.base import GenerativeModel
 from bench.models.gan_base import GAN, gan_search_space
 from bench.models.losses import AdversarialLoss
-from bench.models.registry import build_model, check_model_output, get_model_class, model_names, register_model
+from bench.models.registry import (build_model, check_model_output, get_model_class, model_names, register_model,
+                                   registered, restored_registry)
 from bench.models.search_space import Choice, Fixed, LogUniform, SearchSpace, Uniform
 
 __all__ = [
@@ -16,6 +17,8 @@ __all__ = [
     "get_model_class",
     "model_names",
     "register_model",
+    "registered",
+    "restored_registry",
     "SearchSpace",
     "LogUniform",
     "Uniform",

@@ -1,11 +1,14 @@
 """Model registry: built-ins and plug-ins come through the same door and are checked on the way in.
 
 Ways in: the `@register_model("name")` decorator, the Python entry-point group `bench.models`,
-and `FILE.py:Class` wherever a model name is accepted.
+and `FILE.py:Class` wherever a model name is accepted. `registered(name, cls)` registers a model
+for the length of a `with` block only (tests; a script's throwaway model), and `restored_registry()`
+puts back whatever a block registered by the other ways.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import inspect
 import re
@@ -32,6 +35,37 @@ def register_model(name: str):
         return cls
 
     return wrap
+
+
+@contextlib.contextmanager
+def restored_registry():
+    """On leaving the block, the registry is as it was on entering it (the built-ins and entry-point
+    plug-ins are loaded first, so they stay). A `FILE.py:Class` plug-in loaded inside the block is
+    unregistered too; asking for it again returns the same class (its file is not executed again)."""
+    _load_builtins()
+    saved = dict(_MODELS)
+    try:
+        yield
+    finally:
+        _MODELS.clear()
+        _MODELS.update(saved)
+
+
+@contextlib.contextmanager
+def registered(name: str, cls):
+    """Register `cls` as `name` inside the block (validated like `@register_model`; a name already
+    taken by another class is refused) and, on leaving, put back what the name held before (nothing,
+    or `cls` itself when it was registered already), whatever else the block registered staying."""
+    _load_builtins()
+    previous = _MODELS.get(name)
+    register_model(name)(cls)
+    try:
+        yield cls
+    finally:
+        if previous is not None:
+            _MODELS[name] = previous
+        else:
+            _MODELS.pop(name, None)
 
 
 def _validate(name: str, cls) -> None:

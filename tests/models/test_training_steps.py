@@ -42,15 +42,53 @@ def test_discriminator_sees_real_and_fake_in_separate_calls():
     assert sizes == [16, 16, 16]  # D(real), D(fake) for the D step, D(fake) for the G step
 
 
-def test_generator_step_does_not_touch_discriminator_weights():
+GANS = ("mm_gan", "ns_gan", "lsgan", "wgan", "wgan_gp", "dragan", "began")
+
+
+@pytest.mark.parametrize("name", GANS)
+def test_generator_step_does_not_touch_discriminator_weights(name):
+    """The real step, not G's optimiser alone: what D holds when its own update (and WGAN's
+    clipping) is done is exactly what it holds after the G step; G does change."""
     torch.manual_seed(0)
-    model = build_model("ns_gan", SHAPE)
-    run(model, 1)
-    assert all(p.grad is None or p.grad.abs().sum() > 0 for p in model.D.parameters())
-    before = {k: v.clone() for k, v in model.D.state_dict().items() if "running" not in k and "num_batches" not in k}
-    model.optimizers()["G"].step()  # only G's optimiser: D's weights unchanged
-    after = model.D.state_dict()
-    assert all(torch.equal(before[k], after[k]) for k in before)
+    model = build_model(name, SHAPE, {"disc_iters": 1, "d_batch_norm": True})
+    run(model, 1)  # D's Adam has state from here on, so a stray D step would move it
+    after_d = {}
+    own_after_d = model.after_discriminator_step
+
+    def snapshot():
+        own_after_d()
+        after_d["D"] = copy.deepcopy(model.D)
+        after_d["grads"] = {n: p.grad.clone() for n, p in model.D.named_parameters() if p.grad is not None}
+        after_d["opt"] = copy.deepcopy(model.optimizers()["D"].state_dict())
+
+    fakes = []
+    own_g_loss = model.generator_loss
+    model.generator_loss = lambda fake: (fakes.append(fake.detach().clone()), own_g_loss(fake))[1]
+    model.after_discriminator_step = snapshot
+    g_before = copy.deepcopy(model.G.state_dict())
+    log = model.train_step(batch(seed=1), torch.Generator().manual_seed(1))
+    assert "g_loss" in log and len(fakes) == 1 and after_d  # this step did update D, then G
+
+    params = dict(model.D.named_parameters())
+    assert params and all(torch.equal(p, dict(after_d["D"].named_parameters())[n]) for n, p in params.items())
+    assert {n: p.grad for n, p in params.items() if p.grad is not None}.keys() == after_d["grads"].keys()
+    assert all(torch.equal(params[n].grad, g) for n, g in after_d["grads"].items())  # no D gradients from G's loss
+    opt_after, opt_d = model.optimizers()["D"].state_dict()["state"], after_d["opt"]["state"]
+    assert opt_after.keys() == opt_d.keys() and all(
+        torch.equal(opt_after[i][k], opt_d[i][k]) for i in opt_d for k in opt_d[i])
+    changed = [k for k, v in model.G.state_dict().items() if v.is_floating_point() and not torch.equal(v, g_before[k])]
+    assert len(changed) > len(g_before) // 2, changed
+
+    # D's batch-norm buffers: the G step's forward pass through D runs in training mode, so it moves
+    # the running statistics exactly as one more forward pass on the G step's fake batch does (D's
+    # running statistics are never used: D is not evaluated). BEGAN's after_step passes D again.
+    buffers = {k: v for k, v in model.D.state_dict().items() if "running" in k or "num_batches" in k}
+    if name != "began":
+        assert buffers  # d_batch_norm=True
+        expected = after_d["D"]
+        with torch.no_grad():
+            expected(fakes[0])
+        assert all(torch.equal(v, expected.state_dict()[k]) for k, v in buffers.items())
 
 
 def test_wgan_clips_every_discriminator_parameter_including_batch_norm():
@@ -79,11 +117,21 @@ def test_wgan_gp_draws_fresh_noise_for_the_generator_step():
     assert seen == {"wgan": True, "wgan_gp": False}
 
 
-def test_penalty_models_report_their_penalty_and_weight_it():
-    torch.manual_seed(0)
-    for name in ("wgan_gp", "dragan"):
-        log = run(build_model(name, SHAPE), 1)[0]
-        assert torch.isfinite(log["penalty"]) and log["penalty"] >= 0
+@pytest.mark.parametrize("name", ["wgan_gp", "dragan"])
+def test_penalty_models_report_their_penalty_and_weight_it(name):
+    """d_loss = adversarial loss + λ·penalty with λ = hparams["lambda"] (10 by default): the same
+    first step with λ = 0 gives the bare loss and the same penalty."""
+    logs = {}
+    for lam in (0.0, None, 2.5):
+        torch.manual_seed(0)
+        model = build_model(name, SHAPE, None if lam is None else {"lambda": lam})
+        logs[model.hparams["lambda"]] = run(model, 1)[0]
+    assert sorted(logs) == [0.0, 2.5, 10.0]
+    penalty = logs[0.0]["penalty"]
+    assert torch.isfinite(penalty) and penalty > 0
+    for lam, log in logs.items():
+        assert torch.equal(log["penalty"], penalty)  # the same networks, batch and draws
+        assert log["d_loss"].item() == pytest.approx(logs[0.0]["d_loss"].item() + lam * penalty.item(), rel=1e-5)
 
 
 def test_began_k_update_is_unclipped_and_uses_updated_networks():

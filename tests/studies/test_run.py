@@ -16,6 +16,7 @@ from bench.records.storage import open_storage
 from bench.studies.study import SEEDS, study_name
 from tests.conftest import write_blob_folder
 from tests.test_cli import assert_one_line_error, run_cli
+from tests.test_train import nan_at_7  # noqa: F401  the fixture that registers test_nan_at_7 for a test
 
 
 def protocol(folder, **kw):
@@ -98,9 +99,7 @@ def test_seeds_rerun_the_best_configuration(blob_folder, tmp_path):
     assert all(t.params == best.params and t.state == optuna.trial.TrialState.COMPLETE for t in reruns)
 
 
-def test_diverged_trials_keep_their_best_point_before_the_divergence(blob_folder, tmp_path):
-    import tests.test_train  # noqa: F401  registers test_nan_at_7
-
+def test_diverged_trials_keep_their_best_point_before_the_divergence(blob_folder, tmp_path, nan_at_7):
     req = request(blob_folder, tmp_path / "r", models=("test_nan_at_7",), budget=2,
                   protocol=protocol(blob_folder, steps=10, eval_every=5))
     result = run_study(req)

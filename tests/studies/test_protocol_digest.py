@@ -1,0 +1,33 @@
+"""Pinned protocol digests: a digest names every study (and trial folder) of a stored run, so a
+change to the digest rule or to a preset renames them all and must be made on purpose."""
+
+import pytest
+
+from bench.studies.protocol import RunProtocol, resolve_protocol
+
+QUICK_TRIANGLES = {"dataset": "triangles", "search": "wide", "steps": 30, "eval_every": 30, "eval_samples": 32,
+                   "extractor": "inception", "match": "steps", "batch_size": 64, "nll_k": 16, "nll_n": 256,
+                   "numerics": "float32"}
+PAPER_CIFAR10 = {"dataset": "cifar10", "search": "wide", "steps": 78125, "eval_every": 3906, "eval_samples": 10000,
+                 "extractor": "inception", "match": "steps", "batch_size": 64, "nll_k": 1000, "nll_n": 10000,
+                 "numerics": "float32"}
+
+
+@pytest.mark.parametrize("dataset, preset, fields, digest", [
+    ("triangles", "quick", QUICK_TRIANGLES, "74e59c26"),
+    ("cifar10", "paper", PAPER_CIFAR10, "c62e7fc7"),
+])
+def test_preset_protocols_keep_their_digests(dataset, preset, fields, digest):
+    assert RunProtocol(**fields).digest == digest  # the digest rule
+    protocol = resolve_protocol(dataset, preset)
+    assert protocol.to_dict() == fields  # the preset
+    assert protocol.digest == digest
+
+
+def test_every_field_counts_in_the_digest():
+    base = RunProtocol(**QUICK_TRIANGLES)
+    changed = {"dataset": "mnist", "search": "narrow", "steps": 31, "eval_every": 15, "eval_samples": 64,
+               "extractor": "tiny", "match": "flops", "batch_size": 32, "nll_k": 8, "nll_n": 128, "numerics": "tf32"}
+    assert changed.keys() == QUICK_TRIANGLES.keys()
+    digests = {RunProtocol(**{**QUICK_TRIANGLES, key: value}).digest for key, value in changed.items()}
+    assert len(digests) == len(changed) and base.digest not in digests
