@@ -16,6 +16,7 @@ import torch
 
 from bench.config import NLL_K, TrialConfig, resolve_device
 from bench.data import get_dataset
+from bench.defaults import DEFAULTS
 from bench.errors import BenchError
 from bench.files import atomic_write_json
 from bench.numerics import METRICS
@@ -26,7 +27,7 @@ AIS_IMAGES = 100  # AIS costs T x L decoder passes per chain: a documented subse
 
 
 def score_checkpoint_nll(checkpoint_dir: Path, method: str, *, n: Optional[int] = None, nll_k: Optional[int] = None,
-                         ais: Optional[dict] = None, device: str = "auto", data_root: Optional[Path] = None,
+                         ais: Optional[dict] = None, device: str = DEFAULTS["device"], data_root: Optional[Path] = None,
                          out: Optional[Path] = None) -> dict:
     from bench.metrics.metric_ais import AISSettings, ais_nll
     from bench.metrics.metric_nll import model_nll
@@ -39,7 +40,7 @@ def score_checkpoint_nll(checkpoint_dir: Path, method: str, *, n: Optional[int] 
     if state is None:
         raise BenchError(f"{checkpoint_dir} holds no bench trial (no trial.json); give a trial folder of `bench train` "
                          "or of a run (runs/DATASET/MODEL/PROTOCOL/slot-NNNN)")
-    config = TrialConfig.from_dict(state["config"])
+    config = TrialConfig.from_dict(state["config"], folder.state_path)
     cls = get_model_class(config.model)
     if method == "bound" and not cls.explicit:
         raise BenchError(f"{config.model} is implicit: it has no likelihood of its own; use --nll ais")

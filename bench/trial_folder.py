@@ -57,7 +57,8 @@ class TrialFolder:
         """The folder's existing state if it holds this very trial; refuse a different one."""
         state = self.read_state()
         if state is not None:
-            self.check_same_trial(TrialConfig.from_dict(state["config"]), config, self.state_path)
+            stored = TrialConfig.from_dict(state["config"], self.state_path)
+            self.check_same_trial(stored, config, self.state_path)
         return state
 
     @staticmethod
@@ -105,7 +106,8 @@ class TrialFolder:
             ) from None
         if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
             raise BenchError(f"{self.checkpoint_path} is not a bench trial checkpoint; choose another --out")
-        self.check_same_trial(TrialConfig.from_dict(payload["config"]), config, self.checkpoint_path)
+        stored = TrialConfig.from_dict(payload["config"], self.checkpoint_path)
+        self.check_same_trial(stored, config, self.checkpoint_path)
         return payload
 
     def sample_grid_path(self, step: int) -> Path:

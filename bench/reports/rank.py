@@ -16,6 +16,7 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
+from bench.defaults import DEFAULTS
 from bench.errors import BenchError
 from bench.files import atomic_write_bytes
 from bench.reports import render
@@ -34,7 +35,7 @@ class Ranking:
     written: list
 
 
-def rank_model(model_spec: str, dataset: str, budget: int, against: Path, *, jobs: int = 1, device: str = "auto",
+def rank_model(model_spec: str, dataset: str, budget: int, against: Path, *, jobs: int = DEFAULTS["jobs"], device: str = DEFAULTS["device"],
                data_root: Optional[Path] = None, inception_weights: Optional[Path] = None, progress: bool = True,
                draws: int = DRAWS, seed: int = 0) -> Ranking:
     from bench.data import get_dataset

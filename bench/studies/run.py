@@ -18,6 +18,7 @@ from typing import Optional
 
 from tqdm.auto import tqdm
 
+from bench.defaults import DEFAULTS
 from bench.errors import BenchError
 from bench.files import atomic_write_json, read_json
 from bench.studies.protocol import RunProtocol
@@ -39,9 +40,9 @@ class RunRequest:
     budget: int
     out: Path
     seeds: int = 0
-    jobs: int = 1
+    jobs: int = DEFAULTS["jobs"]
     storage: Optional[str] = None
-    device: str = "auto"
+    device: str = DEFAULTS["device"]
     data_root: Optional[Path] = None
     inception_weights: Optional[Path] = None
     force: bool = False
@@ -125,7 +126,7 @@ def _read_run_file(path: Path) -> Optional[dict]:
 
 
 def _refuse_changes(stored: dict, request: RunRequest, url: str, path: Path) -> None:
-    diffs = request.protocol.differences(RunProtocol.from_dict(stored["protocol"]))
+    diffs = request.protocol.differences(RunProtocol.from_dict(stored["protocol"], f"the protocol in {path}"))
     if stored.get("storage") != url:
         diffs.append(f"storage: {stored.get('storage')!r} stored, {url!r} asked")
     if diffs:

@@ -15,11 +15,12 @@ from bench.studies.study import SEARCH, SEEDS, study_name, summarize
 
 def status_rows(run_dir: Path) -> tuple[dict, list[dict]]:
     """(run record, one row per model and role) for the run in `run_dir`."""
-    record = _read_run_file(Path(run_dir) / "run.json")
+    path = Path(run_dir) / "run.json"
+    record = _read_run_file(path)
     if record is None:
         raise BenchError(f"{run_dir} holds no bench run (no run.json); start one with `bench run`")
     storage = open_storage(record["storage"])
-    protocol = RunProtocol.from_dict(record["protocol"])
+    protocol = RunProtocol.from_dict(record["protocol"], f"the protocol in {path}")
     existing = set(optuna.get_all_study_names(storage))
     rows = []
     for model in record["models"]:

@@ -26,6 +26,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
 from bench.config import RunOptions
+from bench.defaults import DEFAULTS
 from bench.errors import BenchError
 from bench.scores import score_for
 from bench.studies.protocol import RunProtocol
@@ -64,7 +65,7 @@ def select_studies(storage, pattern: str) -> list[str]:
     return chosen
 
 
-def run_worker(storage_url: str, study_names: list[str], out_dir: Path, *, device: str = "auto",
+def run_worker(storage_url: str, study_names: list[str], out_dir: Path, *, device: str = DEFAULTS["device"],
                data_root: Optional[Path] = None, inception_weights: Optional[Path] = None, progress: bool = True,
                on_finished: Optional[Callable[[Finished], None]] = None) -> int:
     """Train WAITING trials of `study_names` (in that order) until none is left; returns how many."""
