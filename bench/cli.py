@@ -48,9 +48,10 @@ def _int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
 
 
-# Options declared once for every command that takes them: flag -> (argparse keywords, help). A
-# protocol option's argparse default is None, so that the library tells a flag given from one not given (a preset fills that
-# one); an option no preset sets takes its table value here. Help texts end in the table's default.
+# Options declared once for every command that takes them: flag -> (argparse keywords, help).
+# A protocol option's argparse default is None, so that the library tells a flag given (it wins)
+# from one not given (the preset or the table fills it); an option no preset sets takes its table
+# value here. Help texts end in the table's default.
 OPTIONS = {
     "--steps": (dict(type=_positive_int), "training length in D steps"),
     "--eval-every": (dict(type=_positive_int), "steps between evaluations"),
@@ -147,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--samples", type=Path, help="folder of images, or .npz/.npy file")
     score.add_argument("--dataset", help="dataset name or folder:PATH (with --checkpoint: the trial's own)")
     score.add_argument("--checkpoint", type=Path, help="a trial folder: score its model's likelihood with --nll")
-    score.add_argument("--nll", choices=["bound", "ais"],
+    score.add_argument("--nll", choices=CHOICES["nll"],
                        help="with --checkpoint: 'bound' (explicit models: exact or IWAE bound) or 'ais' (annealed "
                        "importance sampling, any decoder-based model, GANs included)")
     add_options(score, "--nll-k")
@@ -221,7 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
         "and compute (compute.*).",
     )
     export.add_argument("dir", type=Path, help="run folder, or a folder holding several")
-    export.add_argument("--format", choices=["csv", "parquet"], default="csv", help="file format (default csv)")
+    export.add_argument("--format", choices=CHOICES["format"], default=DEFAULTS["format"],
+                        help=f"file format ({default_text('format')})")
     export.add_argument("--out", type=Path, help="file to write (default DIR/results.FORMAT)")
 
     rank = command(

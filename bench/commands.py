@@ -15,6 +15,12 @@ def _protocol_flags(args, keys) -> dict:
     return {key: getattr(args, key) for key in keys}
 
 
+def _machine_flags(args) -> dict:
+    """The machine options (cli.MACHINE_OPTIONS) as every library entry point takes them."""
+    return {"device": args.device, "data_root": args.data_root, "inception_weights": args.inception_weights,
+            "progress": not args.no_progress}
+
+
 def _list_models() -> list[dict]:
     from bench.models.catalog import model_rows
 
@@ -58,9 +64,7 @@ def train(args) -> int:
     config = make_trial_config(args.model, args.dataset, seed=args.seed, overrides=parse_assignments(args.assignments),
                                **_protocol_flags(args, TRIAL_KEYS))
     out = args.out or Path("runs") / "train" / f"{_slug(config.model)}-{_slug(config.dataset)}-seed{config.seed}"
-    options = RunOptions(out=out, device=args.device, data_root=args.data_root,
-                         inception_weights=args.inception_weights, progress=not args.no_progress)
-    result = run_trial(config, options)
+    result = run_trial(config, RunOptions(out=out, **_machine_flags(args)))
     shown = ("fid", "kid_mean", "precision", "recall", "density", "coverage", "is_mean", "tri_f1", "nll_bpd",
              "nll_nats_binarized")
     rows = [{"step": r["step"], **{k: r["metrics"][k] for k in shown if k in r["metrics"]},
@@ -92,9 +96,8 @@ def score(args) -> int:
 
     metrics = parse_metrics(args.metrics)
     out = args.out or Path(f"scores-{_slug(args.samples.stem or 'samples')}-{_slug(args.dataset)}.json")
-    result = score_samples(args.samples, args.dataset, metrics, n=args.n, device=args.device, data_root=args.data_root,
-                           extractor=args.extractor, inception_weights=args.inception_weights,
-                           progress=not args.no_progress, out=out)
+    result = score_samples(args.samples, args.dataset, metrics, n=args.n, extractor=args.extractor, out=out,
+                           **_machine_flags(args))
     rows = [{"metric": k, "value": v} for k, v in result.metrics.items()]
     rows += [{"metric": k, "value": f"unavailable: {why}"} for k, why in result.unavailable.items()]
     print(format_table(rows))
@@ -140,8 +143,7 @@ def run(args) -> int:
     out = args.out or Path("runs") / _slug(args.dataset)
     seeds = preset_seeds(args.preset) if args.seeds is None else args.seeds
     request = RunRequest(models=models, protocol=protocol, budget=args.budget, out=out, seeds=seeds,
-                         jobs=args.jobs, storage=args.storage, device=args.device, data_root=args.data_root,
-                         inception_weights=args.inception_weights, force=args.force, progress=not args.no_progress)
+                         jobs=args.jobs, storage=args.storage, force=args.force, **_machine_flags(args))
     run_study(request)
     _, rows = status_rows(out)
     print(format_table(rows))
@@ -173,8 +175,7 @@ def worker(args) -> int:
             value = f"{item.value:.2f}" if item.value is not None else "-"
             print(f"{item.model} slot {item.slot}: {item.status}, {item.score_name} {value}", flush=True)
 
-    count = run_worker(url, list(dict.fromkeys(names)), out, device=args.device, data_root=args.data_root,
-                       inception_weights=args.inception_weights, progress=not args.no_progress, on_finished=say)
+    count = run_worker(url, list(dict.fromkeys(names)), out, on_finished=say, **_machine_flags(args))
     if not args.quiet:
         print(f"no waiting trials left; this worker trained {count}")
     return 0
@@ -190,8 +191,7 @@ def status(args) -> int:
     budgets = sorted(set(record["budgets"].values()))
     score = score_for(p["dataset"])
     print(f"{args.dir}: {p['dataset']}, budget {'/'.join(map(str, budgets))} per model, {p['search']} search, "
-          f"{p['steps']} steps, "
-          f"{p['eval_samples']} samples per evaluation ({p['extractor']}), match {p['match']}, "
+          f"{p['steps']} steps, {p['eval_samples']} samples per evaluation ({p['extractor']}), match {p['match']}, "
           f"{p.get('numerics', 'float32')} numerics, {record.get('seeds', 0)} seed re-runs; scored by "
           f"{score.best_word} {score.label}")
     print(format_table(rows))
@@ -220,9 +220,8 @@ def rank(args) -> int:
     from bench.scores import score_for
     from bench.textfmt import format_table
 
-    ranking = rank_model(args.model, args.dataset, args.budget, args.against, jobs=args.jobs, device=args.device,
-                         data_root=args.data_root, inception_weights=args.inception_weights,
-                         progress=not args.no_progress, draws=args.draws)
+    ranking = rank_model(args.model, args.dataset, args.budget, args.against, jobs=args.jobs, draws=args.draws,
+                         **_machine_flags(args))
     score = score_for(args.dataset)
     print(f"ranking at budget {ranking.budget} (bootstrap mean of the {score.best_word} "
           f"{score.label} among {ranking.budget} trials):")

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional
 
-from bench.defaults import CHOICES, DEFAULTS, FROM_DATASET, TRIAL_KEYS
+from bench.defaults import CHOICES, DEFAULTS, FROM_DATASET, STUDY_KEYS, TRIAL_KEYS
 from bench.errors import BenchError
 
 BATCH_SIZE = DEFAULTS["batch_size"]
@@ -19,7 +19,8 @@ NLL_K = DEFAULTS["nll_k"]
 @dataclass(frozen=True)
 class TrialConfig:
     """Everything that determines a trial's numbers. Two runs with equal configs are the same
-    trial: a rerun resumes it, and a different config refuses to reuse its folder."""
+    trial: a rerun resumes it, and a different config refuses to reuse its folder. Field defaults
+    are what records written before the field existed meant, not option defaults (bench/defaults.py)."""
 
     model: str
     dataset: str
@@ -30,7 +31,6 @@ class TrialConfig:
     seed: int = 0
     batch_size: int = BATCH_SIZE
     extractor: str = "inception"
-    # Field defaults are what records written before the field existed meant, not option defaults.
     # Explicit models: importance samples and test images of the NLL at each evaluation point
     # (0 for implicit models, which have no likelihood to evaluate).
     nll_k: int = 0
@@ -126,7 +126,7 @@ def study_defaults(info) -> dict:
     own = {"steps": info.steps, "eval_every": info.eval_every, "eval_samples": info.reference_size,
            "nll_n": info.reference_size}
     return {k: own[k] if v == FROM_DATASET else v for k, v in DEFAULTS.items()
-            if k in TRIAL_KEYS or k in ("search", "match")}
+            if k in TRIAL_KEYS or k in STUDY_KEYS}
 
 
 # Protocol values bounded by the dataset's reference split.

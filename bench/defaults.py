@@ -36,6 +36,7 @@ DEFAULTS = {
     "device": "auto",
     # Reports: bootstrap draws of budget curves and rankings.
     "draws": 5000,
+    "format": "csv",  # `bench export`
     # `bench score --nll ais` (bench/metrics/metric_ais.py, Wu et al. 2017).
     "ais_steps": 1000,  # T intermediate distributions
     "ais_chains": 16,  # M independent chains per image
@@ -50,6 +51,8 @@ CHOICES = {
     "numerics": ("float32", "tf32"),
     "search": ("wide", "narrow"),
     "match": ("steps", "flops"),
+    "nll": ("bound", "ais"),  # `bench score --checkpoint DIR --nll METHOD`
+    "format": ("csv", "parquet"),  # `bench export`
 }
 
 # The protocol values a trial configuration holds (TrialConfig), and those a study adds (RunProtocol).

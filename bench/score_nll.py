@@ -16,13 +16,13 @@ import torch
 
 from bench.config import NLL_K, TrialConfig, resolve_device
 from bench.data import get_dataset
-from bench.defaults import DEFAULTS
+from bench.defaults import CHOICES, DEFAULTS
 from bench.errors import BenchError
 from bench.files import atomic_write_json
 from bench.numerics import METRICS
 from bench.trial_folder import TrialFolder, now
 
-METHODS = ("bound", "ais")
+METHODS = CHOICES["nll"]
 AIS_IMAGES = 100  # AIS costs T x L decoder passes per chain: a documented subset, as Wu et al. score
 
 
