@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from bench import commands
-from bench.defaults import CHOICES, DEFAULTS, default_text, preset_names, preset_seeds
+from bench.defaults import CHOICES, DEFAULTS, TRIAL_KEYS, default_text, preset_names, preset_seeds
 from bench.errors import BenchError
 
 
@@ -77,7 +77,7 @@ OPTIONS = {
     "--no-progress": (dict(action="store_true"), "no progress bars"),
 }
 # What every trial's numbers depend on besides model, hyperparameters and seed (`bench train`, `bench run`).
-PROTOCOL_OPTIONS = ("--steps", "--eval-every", "--eval-samples", "--extractor", "--nll-k", "--nll-n", "--numerics")
+PROTOCOL_OPTIONS = tuple("--" + key.replace("_", "-") for key in TRIAL_KEYS)
 # Where a command runs and reads from: options that never change a result.
 MACHINE_OPTIONS = ("--device", "--data-root", "--inception-weights", "--no-progress")
 
