@@ -7,17 +7,20 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional
 
+from bench.defaults import CHOICES, DEFAULTS, FROM_DATASET, STUDY_KEYS, TRIAL_KEYS
 from bench.errors import BenchError
 
-BATCH_SIZE = 64  # PROTOCOL §1, for every model and dataset
+BATCH_SIZE = DEFAULTS["batch_size"]
 EVAL_NOISE_SEED = 0  # every checkpoint of every trial is scored on the same z (PROTOCOL §3)
-EXTRACTORS = ("inception", "tiny")
+EXTRACTORS = CHOICES["extractor"]
+NLL_K = DEFAULTS["nll_k"]
 
 
 @dataclass(frozen=True)
 class TrialConfig:
     """Everything that determines a trial's numbers. Two runs with equal configs are the same
-    trial: a rerun resumes it, and a different config refuses to reuse its folder."""
+    trial: a rerun resumes it, and a different config refuses to reuse its folder. Field defaults
+    are what records written before the field existed meant, not option defaults (bench/defaults.py)."""
 
     model: str
     dataset: str
@@ -38,9 +41,8 @@ class TrialConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "TrialConfig":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+    def from_dict(cls, data: dict, where: object = "a stored trial configuration") -> "TrialConfig":
+        return cls(**known_keys(cls, data, where))
 
     def differences(self, other: "TrialConfig") -> list[str]:
         """Human-readable `field: ours vs theirs` for every field that differs."""
@@ -64,7 +66,7 @@ class RunOptions:
     """How a trial is run: may change between a run and its resumption without changing results."""
 
     out: Path
-    device: str = "auto"
+    device: str = DEFAULTS["device"]
     data_root: Optional[Path] = None
     inception_weights: Optional[Path] = None
     progress: bool = True
@@ -85,6 +87,17 @@ def evaluation_steps(steps: int, every: int) -> list[int]:
         else:
             points.append(steps)
     return points
+
+
+def known_keys(cls, data: dict, where: object) -> dict:
+    """A stored record's fields, refusing a key the dataclass lacks: an older record has fewer
+    keys (their field defaults fill in), never unknown ones, and dropping one would change a trial."""
+    names = [f.name for f in fields(cls)]
+    unknown = [k for k in data if k not in names]
+    if unknown:
+        raise BenchError(f"{where} has an unknown key {unknown[0]!r} (known: {', '.join(names)}); it was written "
+                         "by a newer bench or edited by hand")
+    return dict(data)
 
 
 def positive_int(name: str, value: Any) -> int:
@@ -108,6 +121,57 @@ def parse_assignments(items: Optional[list[str]]) -> dict:
     return out
 
 
+def study_defaults(info) -> dict:
+    """The defaults table's protocol values, with the dataset's own where the table defers to it."""
+    own = {"steps": info.steps, "eval_every": info.eval_every, "eval_samples": info.reference_size,
+           "nll_n": info.reference_size}
+    return {k: own[k] if v == FROM_DATASET else v for k, v in DEFAULTS.items()
+            if k in TRIAL_KEYS or k in STUDY_KEYS}
+
+
+# Protocol values bounded by the dataset's reference split.
+_REFERENCE_BOUND = ("eval_samples", "nll_n")
+
+
+def check_protocol(info, given: dict, fallback: dict) -> dict:
+    """The one validator of protocol values, behind `bench train` and `bench run` alike.
+
+    Every key of `fallback` is taken from `given` where it is not None, else from `fallback` (the
+    preset, the table, the dataset, or a stored protocol). A value given beyond the dataset's
+    reference split is refused, naming the limit; a fallback is capped to it, so that the paper
+    preset's 10000 samples still work on a folder of 500 images.
+    """
+    values = {}
+    for key, default in fallback.items():
+        explicit = given.get(key) is not None
+        value = given[key] if explicit else default
+        flag = f"--{key.replace('_', '-')}"
+        if key in CHOICES:
+            if value not in CHOICES[key]:
+                raise BenchError(f"unknown {key} {value!r}; accepted: {', '.join(CHOICES[key])}")
+        else:
+            value = positive_int(flag, value)
+        if key in _REFERENCE_BOUND and value > info.reference_size:
+            if explicit:
+                raise BenchError(f"{flag} {value} exceeds the {info.reference_size} reference images of {info.name}")
+            value = info.reference_size
+        values[key] = value
+    if values.get("eval_samples", 2) < 2:
+        raise BenchError("--eval-samples must be at least 2: FID needs a covariance")
+    return values
+
+
+def trial_config(model: str, dataset: str, model_cls, values: dict, hparams: dict, seed: int,
+                 batch_size: int = BATCH_SIZE) -> TrialConfig:
+    """The only constructor of trial configurations, from checked protocol values: implicit models
+    have no likelihood, so their NLL settings are 0, 0 whatever the protocol says."""
+    nll_k, nll_n = (values["nll_k"], values["nll_n"]) if model_cls.explicit else (0, 0)
+    return TrialConfig(model=model, dataset=dataset, hparams=dict(hparams), steps=values["steps"],
+                       eval_every=values["eval_every"], eval_samples=values["eval_samples"], seed=seed,
+                       batch_size=batch_size, extractor=values["extractor"], nll_k=nll_k, nll_n=nll_n,
+                       numerics=values["numerics"])
+
+
 def make_trial_config(
     model: str,
     dataset: str,
@@ -115,71 +179,33 @@ def make_trial_config(
     steps: Optional[int] = None,
     eval_every: Optional[int] = None,
     eval_samples: Optional[int] = None,
-    seed: int = 0,
+    seed: Optional[int] = None,
     overrides: Optional[dict] = None,
-    extractor: str = "inception",
+    extractor: Optional[str] = None,
     base_hparams: Optional[dict] = None,
     nll_k: Optional[int] = None,
     nll_n: Optional[int] = None,
-    numerics: str = "float32",
+    numerics: Optional[str] = None,
 ) -> TrialConfig:
-    """Validate names and numbers and fill the study's defaults for the dataset (PROTOCOL §3)."""
+    """One trial under the study's protocol for the dataset (PROTOCOL §3); None takes the default."""
     from bench.data import get_dataset
     from bench.models import get_model_class
 
     model_cls = get_model_class(model)
     info = get_dataset(dataset).info
-    if extractor not in EXTRACTORS:
-        raise BenchError(f"unknown feature extractor {extractor!r}; accepted: {', '.join(EXTRACTORS)}")
-    steps = positive_int("--steps", steps if steps is not None else info.steps)
-    eval_every = positive_int("--eval-every", eval_every if eval_every is not None else info.eval_every)
-    eval_samples = positive_int("--eval-samples", eval_samples if eval_samples is not None else info.reference_size)
-    if eval_samples < 2:
-        raise BenchError("--eval-samples must be at least 2: FID needs a covariance")
-    if eval_samples > info.reference_size:
-        raise BenchError(
-            f"--eval-samples {eval_samples} exceeds the {info.reference_size} reference images of {dataset}"
-        )
+    given = {"steps": steps, "eval_every": eval_every, "eval_samples": eval_samples, "extractor": extractor,
+             "nll_k": nll_k, "nll_n": nll_n, "numerics": numerics}
+    values = check_protocol(info, given, {k: v for k, v in study_defaults(info).items() if k in TRIAL_KEYS})
+    seed = DEFAULTS["seed"] if seed is None else seed
     try:
         seed = int(seed)
     except (TypeError, ValueError):
         raise BenchError(f"--seed must be an integer, got {seed!r}") from None
-    from bench.numerics import numerics_named
-
-    numerics_named(numerics)  # one line for an unknown name
+    if not model_cls.explicit and (nll_k is not None or nll_n is not None):
+        raise BenchError(f"{model_cls.name} is implicit: it has no likelihood for --nll-k/--nll-n; for a "
+                         "decoder-based model use AIS (`bench score --nll ais --checkpoint TRIAL_DIR`)")
     hparams = model_cls.search_space.resolve(overrides, base=base_hparams)
-    nll_k, nll_n = nll_settings(model_cls, info, nll_k, nll_n)
-    return TrialConfig(
-        model=model,
-        dataset=dataset,
-        hparams=hparams,
-        steps=steps,
-        eval_every=eval_every,
-        eval_samples=eval_samples,
-        seed=seed,
-        extractor=extractor,
-        nll_k=nll_k,
-        nll_n=nll_n,
-        numerics=numerics,
-    )
-
-
-NLL_K = 1000  # importance samples for reported VAE numbers (PROTOCOL §5)
-
-
-def nll_settings(model_cls, info, nll_k: Optional[int], nll_n: Optional[int], strict: bool = True) -> tuple[int, int]:
-    """(k, n) of a model's NLL evaluation: 0, 0 for implicit models. Asking an implicit model
-    for an NLL is an error when `strict` (one model named), ignored for `--model all`."""
-    if nll_k is not None:
-        nll_k = positive_int("--nll-k", nll_k)
-    if nll_n is not None:
-        nll_n = positive_int("--nll-n", nll_n)
-    if not model_cls.explicit:
-        if strict and (nll_k is not None or nll_n is not None):
-            raise BenchError(f"{model_cls.name} is implicit: it has no likelihood for --nll-k/--nll-n; for a "
-                             "decoder-based model use AIS (`bench score --nll ais --checkpoint TRIAL_DIR`)")
-        return 0, 0
-    return nll_k or NLL_K, min(nll_n or info.reference_size, info.reference_size)
+    return trial_config(model, dataset, model_cls, values, hparams, seed)
 
 
 def resolve_device(device: str) -> str:

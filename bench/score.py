@@ -11,6 +11,7 @@ import torch
 from bench.config import resolve_device
 from bench.data import get_dataset
 from bench.data.samples import load_samples
+from bench.defaults import DEFAULTS
 from bench.errors import BenchError
 from bench.files import atomic_write_json
 from bench.files import now
@@ -31,12 +32,14 @@ class ScoreResult:
 
 
 def score_samples(samples_path: str | Path, dataset: str, metrics: tuple[str, ...], n: Optional[int] = None,
-                  device: str = "auto", data_root: Optional[Path] = None, extractor: str = "inception",
+                  device: str = DEFAULTS["device"], data_root: Optional[Path] = None, extractor: Optional[str] = None,
                   inception_weights: Optional[Path] = None, cache_dir: Optional[Path] = None,
                   progress: bool = True, out: Optional[Path] = None) -> ScoreResult:
-    """Score the first n samples against the first n reference images (PROTOCOL §3); write JSON to `out`."""
+    """Score the first n samples against the first n reference images (PROTOCOL §3); write JSON to `out`.
+    `extractor` None is the defaults table's."""
     from bench.metrics import SampleEvaluator, get_extractor
 
+    extractor = DEFAULTS["extractor"] if extractor is None else extractor
     data = get_dataset(dataset)
     samples = load_samples(samples_path, data_root)
     expected = tuple(data.info.image_shape)

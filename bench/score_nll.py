@@ -16,17 +16,18 @@ import torch
 
 from bench.config import NLL_K, resolve_device
 from bench.data import get_dataset
+from bench.defaults import CHOICES, DEFAULTS
 from bench.errors import BenchError
 from bench.files import atomic_write_json, now
 from bench.numerics import METRICS
 from bench.records.trial_folder import TrialFolder
 
-METHODS = ("bound", "ais")
+METHODS = CHOICES["nll"]
 AIS_IMAGES = 100  # AIS costs T x L decoder passes per chain: a documented subset, as Wu et al. score
 
 
 def score_checkpoint_nll(checkpoint_dir: Path, method: str, *, n: Optional[int] = None, nll_k: Optional[int] = None,
-                         ais: Optional[dict] = None, device: str = "auto", data_root: Optional[Path] = None,
+                         ais: Optional[dict] = None, device: str = DEFAULTS["device"], data_root: Optional[Path] = None,
                          out: Optional[Path] = None) -> dict:
     from bench.metrics.metric_ais import AISSettings, ais_nll
     from bench.metrics.metric_nll import model_nll

@@ -35,6 +35,7 @@ from typing import Callable, Optional
 
 import torch
 
+from bench.defaults import DEFAULTS
 from bench.metrics.metric_nll import NLLEstimate
 from bench.models.base import evaluating, frozen
 
@@ -52,10 +53,10 @@ class AISSettings:
     The initial step 0.1 suits the prior at β ≈ 0; starting at 0.01 (as Wu et al.'s code) spent
     ~200 transitions growing it and left the mean log w ≈ 5 nats lower at T = 300 in a 5-D test."""
 
-    steps: int = 1000  # T intermediate distributions
-    chains: int = 16  # M independent chains per example
-    leapfrog: int = 10  # L leapfrog steps per HMC transition
-    sigma: float = 0.05  # observation noise std of p(x|z) = N(g(z), σ²I)
+    steps: int = DEFAULTS["ais_steps"]  # T intermediate distributions
+    chains: int = DEFAULTS["ais_chains"]  # M independent chains per example
+    leapfrog: int = DEFAULTS["ais_leapfrog"]  # L leapfrog steps per HMC transition
+    sigma: float = DEFAULTS["ais_sigma"]  # observation noise std of p(x|z) = N(g(z), σ²I)
     step_size: float = 0.1  # initial leapfrog step size, adapted per example
     target_accept: float = 0.65
     schedule: str = "sigmoid"

@@ -14,6 +14,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from bench.config import known_keys
 from bench.errors import BenchError
 
 _COPY = {"compact": True}  # metadata of the fields the storage's copy keeps
@@ -43,14 +44,9 @@ class EvalRecord:
 
     @classmethod
     def from_dict(cls, data: dict, where: str = "evaluation record") -> "EvalRecord":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise BenchError(f"{where} has a field this version of bench does not know ({unknown[0]!r}); "
-                             "it was written by a newer bench: upgrade to read it")
         if "step" not in data:
             raise BenchError(f"{where} has no step; it is damaged")
-        return cls(**data)
+        return cls(**known_keys(cls, data, where))
 
     def to_dict(self) -> dict:
         """The evals.jsonl line."""

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Optional
 
+from bench.config import known_keys
 from bench.errors import BenchError
 from bench.files import atomic_write_json, now, read_json
 from bench.records.storage import JOURNAL_NAME
@@ -51,11 +52,7 @@ class RunRecord:
             raise BenchError(f"{path} is unreadable ({exc}); it was not written by bench or is damaged") from None
         if not isinstance(data, dict) or data.get("format") != RUN_FORMAT:
             raise BenchError(f"{path} is not a bench run record; choose another --out")
-        unknown = sorted(set(data) - {f.name for f in fields(cls)} - {"format"})
-        if unknown:
-            raise BenchError(f"{path} has a field this version of bench does not know ({unknown[0]!r}); "
-                             "it was written by a newer bench: upgrade to read it")
-        values = {k: v for k, v in data.items() if k != "format"}
+        values = known_keys(cls, {k: v for k, v in data.items() if k != "format"}, path)
         values.setdefault("digest", legacy_digest(data["protocol"]))
         values.setdefault("models", list(values.get("budgets", {})))
         return cls(**values)

@@ -10,13 +10,14 @@ for what a slot's trials amount to.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Iterator, Optional
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
+from bench.config import known_keys
 from bench.errors import BenchError
 from bench.records.run_folder import SEARCH, SEEDS, legacy_digest
 from bench.records.storage import open_storage
@@ -52,7 +53,7 @@ class StudyMeta:
     def from_dict(cls, data: dict, name: str) -> "StudyMeta":
         if not data or data.get("format") != STUDY_FORMAT:
             raise BenchError(f"study {name} was not made by bench ({(data or {}).get('format')!r}); choose a bench study")
-        values = {k: v for k, v in data.items() if k in {f.name for f in fields(cls)}}
+        values = known_keys(cls, {k: v for k, v in data.items() if k != "format"}, f"the metadata of study {name}")
         if not values.get("digest"):  # stored before the digest was: the one its name was made with
             values["digest"] = legacy_digest(values["protocol"])
         return cls(**values)

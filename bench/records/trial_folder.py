@@ -21,7 +21,7 @@ from typing import Optional
 
 import torch
 
-from bench.config import TrialConfig
+from bench.config import TrialConfig, known_keys
 from bench.errors import BenchError
 from bench.files import append_jsonl, atomic_write, atomic_write_bytes, atomic_write_json, now, read_json, read_jsonl
 from bench.records.evaluation import EvalRecord, read_records
@@ -56,13 +56,8 @@ class TrialState:
     def from_dict(cls, data: dict, where) -> "TrialState":
         if not isinstance(data, dict) or data.get("format") != STATE_FORMAT:
             raise BenchError(f"{where} is not a bench trial record; choose another --out")
-        known = {f.name for f in fields(cls)} | {"format"}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise BenchError(f"{where} has a field this version of bench does not know ({unknown[0]!r}); "
-                             "it was written by a newer bench: upgrade to read it")
-        values = {k: v for k, v in data.items() if k != "format"}
-        return cls(**{**values, "config": TrialConfig.from_dict(data["config"])})
+        values = known_keys(cls, {k: v for k, v in data.items() if k != "format"}, where)
+        return cls(**{**values, "config": TrialConfig.from_dict(data["config"], where)})
 
 
 class TrialFolder:
@@ -134,7 +129,7 @@ class TrialFolder:
             ) from None
         if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
             raise BenchError(f"{self.checkpoint_path} is not a bench trial checkpoint; choose another --out")
-        self.check_same_trial(TrialConfig.from_dict(payload["config"]), config, self.checkpoint_path)
+        self.check_same_trial(TrialConfig.from_dict(payload["config"], self.checkpoint_path), config, self.checkpoint_path)
         return payload
 
     # --- samples/, error.log, nll-*.json ---------------------------------------------------

@@ -21,10 +21,11 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
+from bench.defaults import DEFAULTS
 from bench.scores import FID, Score
 
 BUDGET_POINTS = (1, 5, 10, 20, 50, 100)
-DRAWS = 5000
+DRAWS = DEFAULTS["draws"]
 
 
 def model_rng(seed: int, model: str) -> np.random.Generator:

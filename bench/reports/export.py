@@ -6,14 +6,15 @@ import io
 from pathlib import Path
 from typing import Optional
 
+from bench.defaults import CHOICES, DEFAULTS
 from bench.errors import BenchError
 from bench.files import atomic_write_bytes
 from bench.reports.results import find_runs, load_results
 
-FORMATS = ("csv", "parquet")
+FORMATS = CHOICES["format"]
 
 
-def export_results(path, fmt: str = "csv", out: Optional[Path] = None) -> tuple[Path, int]:
+def export_results(path, fmt: str = DEFAULTS["format"], out: Optional[Path] = None) -> tuple[Path, int]:
     if fmt not in FORMATS:
         raise BenchError(f"unknown format {fmt!r}; accepted: {', '.join(FORMATS)}")
     path = Path(path)

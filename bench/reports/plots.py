@@ -11,6 +11,7 @@ import pandas as pd
 
 from matplotlib.ticker import MaxNLocator
 
+from bench.reports.bootstrap import DRAWS
 from bench.reports.results import finished, score_keys
 from bench.reports.tables import NLL_COLUMNS, best_trials, budget_curves, search_trials, trial_scores
 from bench.scores import FID, score_for
@@ -76,7 +77,7 @@ def score_distribution(results: pd.DataFrame, out_dir: Path) -> Optional[Path]:
     return _save(fig, out_dir, "score_distribution")
 
 
-def budget_plot(results: pd.DataFrame, out_dir: Path, draws: int = 5000) -> Optional[Path]:
+def budget_plot(results: pd.DataFrame, out_dir: Path, draws: int = DRAWS) -> Optional[Path]:
     """The best score against budget k with a ±1 std band (bootstrap); on triangles, beside F1,
     the precision and recall of the winning max-F1 points."""
     curves = budget_curves(results, draws=draws)

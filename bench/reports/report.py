@@ -22,7 +22,7 @@ import bench
 from bench.errors import BenchError
 from bench.files import atomic_write_bytes
 from bench.reports import render, tables
-from bench.reports.bootstrap import BUDGET_POINTS
+from bench.reports.bootstrap import BUDGET_POINTS, DRAWS
 from bench.reports.plots import FIGURES
 from bench.reports.published import SOURCE, likelihood_anchors, published_table
 from bench.reports.results import find_runs, finished, load_results
@@ -45,7 +45,7 @@ class Report:
     header: list = field(default_factory=list)  # Markdown lines
 
 
-def write_report(path, out: Optional[Path] = None, draws: int = 5000) -> Report:
+def write_report(path, out: Optional[Path] = None, draws: int = DRAWS) -> Report:
     path = Path(path)
     find_runs(path)  # one clear line when the folder holds no run
     results = load_results(path)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bench.reports.bootstrap import BUDGET_POINTS, budget_curve, min_draws
+from bench.reports.bootstrap import BUDGET_POINTS, DRAWS, budget_curve, min_draws
 from bench.reports.results import finished, score_keys, trial_table
 from bench.scores import FID, Score, score_for
 
@@ -130,7 +130,7 @@ def _curve(group: pd.DataFrame, key, max_k: int, draws: int, seed: int) -> pd.Da
     return curve.assign(score=score.metric, **dict(zip(GROUP, key)))
 
 
-def budget_table(results: pd.DataFrame, ks=BUDGET_POINTS, draws: int = 5000, seed: int = 0) -> pd.DataFrame:
+def budget_table(results: pd.DataFrame, ks=BUDGET_POINTS, draws: int = DRAWS, seed: int = 0) -> pd.DataFrame:
     """The best score at budget k (PROTOCOL §4) for k in `ks` up to each model's finished trials."""
     frames = []
     for key, group in search_trials(results).groupby(GROUP, sort=False):
@@ -147,7 +147,7 @@ def budget_table(results: pd.DataFrame, ks=BUDGET_POINTS, draws: int = 5000, see
     return table[columns + rest + ["trials"]]
 
 
-def budget_curves(results: pd.DataFrame, draws: int = 5000, seed: int = 0) -> pd.DataFrame:
+def budget_curves(results: pd.DataFrame, draws: int = DRAWS, seed: int = 0) -> pd.DataFrame:
     """The whole curve, k = 1 … trials done, for the budget plot."""
     frames = []
     for key, group in search_trials(results).groupby(GROUP, sort=False):
@@ -157,7 +157,7 @@ def budget_curves(results: pd.DataFrame, draws: int = 5000, seed: int = 0) -> pd
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def pairwise_table(results: pd.DataFrame, k: int, draws: int = 5000, seed: int = 0) -> pd.DataFrame:
+def pairwise_table(results: pd.DataFrame, k: int, draws: int = DRAWS, seed: int = 0) -> pd.DataFrame:
     """P(row model's budget-k best beats the column model's), ties counted half; one protocol each."""
     frames = []
     for (dataset, protocol_id), block in search_trials(results).groupby(["dataset", "protocol_id"], sort=False):

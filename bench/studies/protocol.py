@@ -1,6 +1,7 @@
 """A run's protocol: what every trial of a study shares, from a preset plus explicit flags.
 
-Presets are TOML files shipped in bench/presets/; a flag given on the command line always wins.
+Presets are TOML files shipped in bench/presets/ (read by bench/defaults.py); a flag given on the
+command line always wins.
 A run folder holds studies of one protocol at a time: rerunning with a different one is refused
 (field by field) unless forced, and then its studies live beside the old ones, never mixed.
 """
@@ -9,16 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, fields
-from importlib import resources
+from dataclasses import asdict, dataclass
 from typing import Optional
 
-from bench.config import BATCH_SIZE, EXTRACTORS, NLL_K, TrialConfig, nll_settings, positive_int
+from bench.config import BATCH_SIZE, NLL_K, TrialConfig, check_protocol, known_keys, study_defaults, trial_config
+from bench.defaults import CHOICES, DEFAULTS, TRIAL_KEYS, load_preset, preset_names, preset_seeds  # noqa: F401
 from bench.errors import BenchError
-from bench.numerics import NUMERICS
 
-SEARCHES = ("wide", "narrow")
-MATCHES = ("steps", "flops")
+SEARCHES = CHOICES["search"]
+MATCHES = CHOICES["match"]
 REFERENCE_MODEL = "ns_gan"  # with --match flops every model spends what ns_gan's defaults spend
 
 
@@ -31,6 +31,7 @@ class RunProtocol:
     eval_samples: int
     extractor: str
     match: str
+    # Field defaults are what protocols stored before the field existed meant (see ADDED_LATER).
     batch_size: int = BATCH_SIZE
     nll_k: int = NLL_K  # explicit models' NLL: importance samples and test images per evaluation
     nll_n: int = 10000
@@ -40,9 +41,8 @@ class RunProtocol:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "RunProtocol":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+    def from_dict(cls, data: dict, where: object = "a stored run protocol") -> "RunProtocol":
+        return cls(**known_keys(cls, data, where))
 
     @property
     def digest(self) -> str:
@@ -58,19 +58,15 @@ class RunProtocol:
     def trial_config(self, model: str, hparams: dict, seed: int) -> TrialConfig:
         """The trial of one configuration; with match = flops its length is scaled to the FLOPs
         that ns_gan's author defaults spend in `steps` (evaluation points scale alike)."""
-        steps, eval_every = self.steps, self.eval_every
-        if self.match == "flops":
-            ratio = _reference_flops(self) / _model_flops(self, model, hparams)
-            steps, eval_every = max(1, round(steps * ratio)), max(1, round(eval_every * ratio))
         from bench.data import get_dataset
         from bench.models import get_model_class
 
-        nll_k, nll_n = nll_settings(get_model_class(model), get_dataset(self.dataset).info, self.nll_k,
-                                    self.nll_n, strict=False)
-        return TrialConfig(model=model, dataset=self.dataset, hparams=dict(hparams), steps=steps,
-                           eval_every=eval_every, eval_samples=self.eval_samples, seed=seed,
-                           batch_size=self.batch_size, extractor=self.extractor, nll_k=nll_k, nll_n=nll_n,
-                           numerics=self.numerics)
+        values = {k: getattr(self, k) for k in TRIAL_KEYS}
+        if self.match == "flops":
+            ratio = _reference_flops(self) / _model_flops(self, model, hparams)
+            values["steps"], values["eval_every"] = (max(1, round(values[k] * ratio)) for k in ("steps", "eval_every"))
+        values = check_protocol(get_dataset(self.dataset).info, {}, values)  # stored values: capped, as presets'
+        return trial_config(model, self.dataset, get_model_class(model), values, hparams, seed, self.batch_size)
 
 
 # Protocol fields added after runs were first stored, with the value those runs trained under
@@ -93,54 +89,17 @@ def _reference_flops(protocol: RunProtocol) -> float:
     return _model_flops(protocol, REFERENCE_MODEL, dict(get_model_class(REFERENCE_MODEL).search_space.defaults))
 
 
-def preset_names() -> list[str]:
-    return sorted(p.name[:-5] for p in resources.files("bench.presets").iterdir() if p.name.endswith(".toml"))
-
-
-def load_preset(name: str) -> dict:
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib
-    if name not in preset_names():
-        raise BenchError(f"unknown preset {name!r}; known presets: {', '.join(preset_names())}")
-    return tomllib.loads(resources.files("bench.presets").joinpath(f"{name}.toml").read_text())
-
-
-def preset_seeds(name: str) -> int:
-    """Seed re-runs of each model's best configuration that the preset asks for (paper: 50)."""
-    return int(load_preset(name).get("seeds", 0))
-
-
-def resolve_protocol(dataset: str, preset: str = "paper", *, search: Optional[str] = None,
+def resolve_protocol(dataset: str, preset: str = DEFAULTS["preset"], *, search: Optional[str] = None,
                      steps: Optional[int] = None, eval_every: Optional[int] = None,
                      eval_samples: Optional[int] = None, extractor: Optional[str] = None,
                      match: Optional[str] = None, nll_k: Optional[int] = None,
                      nll_n: Optional[int] = None, numerics: Optional[str] = None) -> RunProtocol:
-    """Preset values, the dataset's study schedule where the preset leaves it open, flags on top."""
+    """The defaults table with the dataset's schedule, the preset's values over it, flags on top."""
     from bench.data import get_dataset
 
     info = get_dataset(dataset).info
     values = load_preset(preset)
-    chosen = {
-        "search": search or values.get("search", "wide"),
-        "steps": steps or values.get("steps", info.steps),
-        "eval_every": eval_every or values.get("eval_every", info.eval_every),
-        "eval_samples": eval_samples or values.get("eval_samples", info.reference_size),
-        "extractor": extractor or values.get("extractor", "inception"),
-        "match": match or values.get("match", "steps"),
-        "nll_k": nll_k or values.get("nll_k", NLL_K),
-        "nll_n": nll_n or values.get("nll_n", info.reference_size),
-        "numerics": numerics or values.get("numerics", "float32"),
-    }
-    for key, accepted in (("search", SEARCHES), ("extractor", EXTRACTORS), ("match", MATCHES),
-                          ("numerics", tuple(NUMERICS))):
-        if chosen[key] not in accepted:
-            raise BenchError(f"unknown {key} {chosen[key]!r}; accepted: {', '.join(accepted)}")
-    for key in ("steps", "eval_every", "eval_samples", "nll_k", "nll_n"):
-        chosen[key] = positive_int(f"--{key.replace('_', '-')}", chosen[key])
-    chosen["eval_samples"] = min(chosen["eval_samples"], info.reference_size)
-    chosen["nll_n"] = min(chosen["nll_n"], info.reference_size)
-    if chosen["eval_samples"] < 2:
-        raise BenchError("--eval-samples must be at least 2: FID needs a covariance")
-    return RunProtocol(dataset=info.name, **chosen)
+    fallback = {k: values.get(k, v) for k, v in study_defaults(info).items()}
+    given = {"search": search, "steps": steps, "eval_every": eval_every, "eval_samples": eval_samples,
+             "extractor": extractor, "match": match, "nll_k": nll_k, "nll_n": nll_n, "numerics": numerics}
+    return RunProtocol(dataset=info.name, **check_protocol(info, given, fallback))

@@ -13,6 +13,7 @@ from typing import Optional
 
 import pandas as pd
 
+from bench.defaults import DEFAULTS
 from bench.errors import BenchError
 from bench.records.run_folder import RunRecord, find_runs
 from bench.reports.bootstrap import DRAWS
@@ -29,7 +30,8 @@ class Ranking:
     written: list
 
 
-def rank_model(model_spec: str, dataset: str, budget: int, against: Path, *, jobs: int = 1, device: str = "auto",
+def rank_model(model_spec: str, dataset: str, budget: int, against: Path, *, jobs: int = DEFAULTS["jobs"],
+               device: str = DEFAULTS["device"],
                data_root: Optional[Path] = None, inception_weights: Optional[Path] = None, progress: bool = True,
                draws: int = DRAWS, seed: int = 0) -> Ranking:
     from bench.data import get_dataset
@@ -41,7 +43,7 @@ def rank_model(model_spec: str, dataset: str, budget: int, against: Path, *, job
     info = get_dataset(dataset).info
     run_dir = _run_for(Path(against), info.name)
     record = RunRecord.require(run_dir)
-    protocol = RunProtocol.from_dict(record.protocol)
+    protocol = RunProtocol.from_dict(record.protocol, f"the protocol in {run_dir}/run.json")
     get_dataset(info.name).load("train", data_root)  # refuse now, not in every trial, when the data is absent
     name = parse_models(model_spec, info.image_shape)[0]
     _check_search_space(name, protocol.search)

@@ -18,8 +18,9 @@ from typing import Optional
 
 from tqdm.auto import tqdm
 
+from bench.defaults import DEFAULTS
 from bench.errors import BenchError
-from bench.records.run_folder import SEARCH, SEEDS, RunRecord
+from bench.records.run_folder import RUN_FILE, SEARCH, SEEDS, RunRecord
 from bench.records.storage import check_storage_url, default_storage_url
 from bench.records.study_store import StudyStore
 from bench.scores import score_for
@@ -38,9 +39,9 @@ class RunRequest:
     budget: int
     out: Path
     seeds: int = 0
-    jobs: int = 1
+    jobs: int = DEFAULTS["jobs"]
     storage: Optional[str] = None
-    device: str = "auto"
+    device: str = DEFAULTS["device"]
     data_root: Optional[Path] = None
     inception_weights: Optional[Path] = None
     force: bool = False
@@ -77,7 +78,7 @@ def run_study(request: RunRequest) -> RunResult:
     if stored and not request.force:
         _refuse_changes(stored, request, url)
     # The stored digest names this protocol's studies, whatever a later version would compute.
-    same = stored is not None and not request.protocol.differences(RunProtocol.from_dict(stored.protocol))
+    same = stored is not None and not request.protocol.differences(_stored_protocol(stored, request.out))
     digest = stored.digest if same else request.protocol.digest
     store = StudyStore(url)
 
@@ -114,8 +115,12 @@ def run_study(request: RunRequest) -> RunResult:
     return result
 
 
+def _stored_protocol(stored: RunRecord, run_dir: Path) -> RunProtocol:
+    return RunProtocol.from_dict(stored.protocol, f"the protocol in {Path(run_dir) / RUN_FILE}")
+
+
 def _refuse_changes(stored: RunRecord, request: RunRequest, url: str) -> None:
-    diffs = request.protocol.differences(RunProtocol.from_dict(stored.protocol))
+    diffs = request.protocol.differences(_stored_protocol(stored, request.out))
     if stored.storage != url:
         diffs.append(f"storage: {stored.storage!r} stored, {url!r} asked")
     if diffs:

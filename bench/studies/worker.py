@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from bench.config import RunOptions
+from bench.defaults import DEFAULTS
 from bench.errors import BenchError
 from bench.records.evaluation import EvalRecord
 from bench.records.run_folder import trial_path
@@ -50,7 +51,7 @@ class Finished:
     score_name: str = "fid"
 
 
-def train_waiting_trials(storage_url: str, study_names: list[str], out_dir: Path, *, device: str = "auto",
+def train_waiting_trials(storage_url: str, study_names: list[str], out_dir: Path, *, device: str = DEFAULTS["device"],
                          data_root: Optional[Path] = None, inception_weights: Optional[Path] = None,
                          progress: bool = True, on_finished: Optional[Callable[[Finished], None]] = None) -> int:
     """Claim and train WAITING trials of `study_names` (in that order) until none is left; returns

@@ -14,7 +14,8 @@ from optuna.trial import TrialState, create_trial
 
 from bench.studies.protocol import RunProtocol, resolve_protocol
 from bench.studies.search import SEED_RERUN_BASE
-from bench.studies.storage import open_storage
+from bench.records.storage import open_storage
+from bench.records.study_store import StudyStore
 from bench.studies.study import SEARCH, SEEDS, study_name
 from tests.reports.synthetic import make_run
 
@@ -80,7 +81,7 @@ def test_a_stale_seed_rerun_is_not_tried_again(blob_folder, tmp_path):
                                              "rerun": 1, "status": "stale"}))
     from bench.studies.study import open_study
 
-    open_study(open_storage(record["storage"]), proto, "ns_gan", SEEDS)  # its metadata, as bench run writes it
+    open_study(StudyStore(record["storage"]), proto, "ns_gan", SEEDS)  # its metadata, as bench run writes it
 
     result = bench("run", "--model", "ns_gan", "--dataset", f"folder:{blob_folder}", "--budget", "2", "--seeds", "1",
                    *TINY, "--out", out)
@@ -133,4 +134,4 @@ def test_a_worker_given_a_folder_without_a_run_says_so_in_one_line(tmp_path):
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
-    assert lines[0] == f"bench worker: error: {tmp_path} holds no bench run (no run.json)"
+    assert lines[0].startswith(f"bench worker: error: {tmp_path} holds no bench run (no run.json)")
