@@ -155,8 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     for key, what in (("steps", "AIS intermediate distributions T"), ("chains", "AIS chains per image"),
                       ("leapfrog", "leapfrog steps per HMC transition"), ("sigma", "observation noise std of p(x|z)")):
         score.add_argument(f"--ais-{key}", type=float, help=f"{what} ({default_text('ais_' + key)})")
-    score.add_argument("--metrics", default="fid,kid,pr,dc,is",
-                       help="comma-separated: fid, kid, pr, dc, prd, is (default fid,kid,pr,dc,is; prd is slow)")
+    score.add_argument("--metrics", help="comma-separated metric names that need no model (`bench list metrics`; "
+                       "default: those trials compute, i.e. all but the slow prd)")
     score.add_argument("--n", type=_positive_int, help="samples and reference images (default: all, up to 10000)")
     score.add_argument("--out", type=Path, help="JSON file to write (default scores-SAMPLES-DATASET.json)")
     add_options(score, "--extractor", *MACHINE_OPTIONS)

@@ -45,7 +45,13 @@ def _list_datasets() -> list[dict]:
 
 
 # `bench list WHAT`: one table of rows per entry; a new lister is one more entry.
-LISTERS = {"models": _list_models, "datasets": _list_datasets}
+def _list_metrics() -> list[dict]:
+    from bench.metrics.registry import listing
+
+    return listing()
+
+
+LISTERS = {"models": _list_models, "datasets": _list_datasets, "metrics": _list_metrics}
 
 
 def listing(args) -> int:
@@ -84,7 +90,7 @@ def train(args) -> int:
 
 
 def score(args) -> int:
-    from bench.metrics import parse_metrics
+    from bench.metrics.registry import default_score_metrics, parse_metrics
     from bench.score import score_samples
     from bench.textfmt import format_table
 
@@ -94,7 +100,7 @@ def score(args) -> int:
         raise BenchError("give --samples PATH --dataset NAME (metrics of samples), or --checkpoint TRIAL_DIR --nll "
                          "bound|ais (a trained model's likelihood)")
 
-    metrics = parse_metrics(args.metrics)
+    metrics = parse_metrics(args.metrics) if args.metrics is not None else default_score_metrics()
     out = args.out or Path(f"scores-{_slug(args.samples.stem or 'samples')}-{_slug(args.dataset)}.json")
     result = score_samples(args.samples, args.dataset, metrics, n=args.n, extractor=args.extractor, out=out,
                            **_machine_flags(args))

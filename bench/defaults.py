@@ -37,7 +37,7 @@ DEFAULTS = {
     # Reports: bootstrap draws of budget curves and rankings.
     "draws": 5000,
     "format": "csv",  # `bench export`
-    # `bench score --nll ais` (bench/metrics/metric_ais.py, Wu et al. 2017).
+    # `bench score --nll ais` (bench/model_metrics/metric_ais.py, Wu et al. 2017).
     "ais_steps": 1000,  # T intermediate distributions
     "ais_chains": 16,  # M independent chains per image
     "ais_leapfrog": 10,  # L leapfrog steps per HMC transition

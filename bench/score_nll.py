@@ -1,14 +1,13 @@
 """`bench score --checkpoint TRIAL_DIR --nll bound|ais`: the likelihood of a trained trial's model.
 
 `bound`: the model's own likelihood (exact, or the importance-weighted bound with --nll-k samples)
-for explicit models; `ais`: annealed importance sampling (bench/metrics/metric_ais.py) for any
+for explicit models; `ais`: annealed importance sampling (bench/model_metrics/metric_ais.py) for any
 model with a decoder differentiable in z, GANs included. Both score the first N images of the
 dataset's evaluation split and write DIR/nll-METHOD.json, which `bench report` shows.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Optional
 
@@ -22,6 +21,7 @@ from bench.files import atomic_write_json, now
 from bench.numerics import METRICS
 from bench.records.trial_folder import TrialFolder
 
+METRIC_OF_METHOD = {"bound": "nll", "ais": "ais"}  # the registered metric (bench/metrics/registry.py) of each --nll
 METHODS = CHOICES["nll"]
 AIS_IMAGES = 100  # AIS costs T x L decoder passes per chain: a documented subset, as Wu et al. score
 
@@ -29,8 +29,8 @@ AIS_IMAGES = 100  # AIS costs T x L decoder passes per chain: a documented subse
 def score_checkpoint_nll(checkpoint_dir: Path, method: str, *, n: Optional[int] = None, nll_k: Optional[int] = None,
                          ais: Optional[dict] = None, device: str = DEFAULTS["device"], data_root: Optional[Path] = None,
                          out: Optional[Path] = None) -> dict:
-    from bench.metrics.metric_ais import AISSettings, ais_nll
-    from bench.metrics.metric_nll import model_nll
+    from bench.metrics.registry import MetricInputs, get_metric
+    from bench.model_metrics.metric_ais import AISSettings
     from bench.models import build_model, get_model_class
 
     if method not in METHODS:
@@ -64,18 +64,14 @@ def score_checkpoint_nll(checkpoint_dir: Path, method: str, *, n: Optional[int] 
     if checkpoint is None:
         raise BenchError(f"{checkpoint_dir} has no checkpoint yet; let the trial reach its first evaluation point")
     model.load_state_dict(checkpoint["model"])
-    images = reference.head(n).images
+    metric = get_metric(METRIC_OF_METHOD[method])
+    inputs = MetricInputs(model=model, test_images=reference.head(n).images, nll_k=nll_k or NLL_K, ais=settings)
     try:
-        with METRICS.applied():  # true float32, as the NLL inside a trial (bench/numerics.py)
-            if method == "bound":
-                metrics, protocol = model_nll(model, images, nll_k or NLL_K)
-            else:
-                result = ais_nll(model, images.float().div(255).to(torch_device), settings)
-                metrics = {"ais_nll_nats": result.nll_nats, "ais_nll_nats_se": result.nll_nats_se,
-                           "ais_acceptance": result.acceptance}
-                protocol = {**result.protocol, "settings": dataclasses.asdict(settings)}
+        with metric.numerics.applied():  # true float32, as the NLL inside a trial (bench/numerics.py)
+            result = metric.compute(inputs)
     except ValueError as exc:
         raise BenchError(str(exc).rstrip(".")) from None
+    metrics, protocol = result.values, result.protocol
     protocol["metric_numerics"] = METRICS.to_dict()
     record = {"method": method, "model": config.model, "dataset": config.dataset, "step": int(checkpoint["step"]),
               "n": n, "metrics": metrics, "protocol": protocol, "config": config.to_dict(), "time": now()}

@@ -11,7 +11,6 @@ numerics (bench/numerics.py). A trial stops at its first non-finite loss or samp
 from __future__ import annotations
 
 import io
-import math
 import platform
 import sys
 import time
@@ -29,17 +28,14 @@ from bench.data.device_batches import DeviceBatches
 from bench.errors import BenchError
 from bench.files import atomic_write, now
 from bench.loss_monitor import LossMonitor
-from bench.metrics.metric_nll import model_nll
 from bench.models import build_model
-from bench.numerics import METRICS, Numerics, numerics_named
+from bench.numerics import Numerics, numerics_named
 from bench.scores import FID, score_for
 from bench.records.evaluation import EvalRecord
 from bench.records.trial_folder import FINISHED, TrialFolder, TrialState
 
 CHECK_EVERY = 50  # steps between bulk reads of the losses (divergence check, progress)
 GENERATE_BATCH = 500
-TRIANGLE_PR_SAMPLES = 1024  # PROTOCOL §5
-NLL_SEED = 0  # dequantisation noise and importance samples: the same at every evaluation point
 
 
 @dataclass
@@ -123,9 +119,7 @@ class _Trial:
 
         self.flops_per_step = _flops_per_step(config, dataset.info.image_shape)
         self.batches = DeviceBatches(train_split.images.to(self.device), config.batch_size, config.seed)
-        self.evaluator = _make_evaluator(config, dataset.name, reference.head(config.eval_samples), self.device, options)
-        # Explicit models: NLL on the first nll_n images of the evaluation split (PROTOCOL §5).
-        self.nll_images = reference.head(config.nll_n).images if self.model.explicit and config.nll_n else None
+        self.evaluator = _make_evaluator(config, dataset.name, reference, self.model, self.device, options)
         noise_rng = torch.Generator().manual_seed(EVAL_NOISE_SEED)
         self.eval_z = self.model.sample_noise(config.eval_samples, noise_rng, "cpu").to(self.device)
         self.monitor = LossMonitor()
@@ -194,16 +188,10 @@ class _Trial:
         samples = torch.cat([self.model.generate(z) for z in self.eval_z.split(GENERATE_BATCH)])
         if not torch.isfinite(samples).all():
             return False
-        evaluation = self.evaluator.evaluate(samples, model=self.model)
+        evaluation = self.evaluator.evaluate(samples)
         if not evaluation.finite:
             return False
         metrics, protocol = evaluation.metrics, self.evaluator.protocol()
-        if self.nll_images is not None:
-            with METRICS.applied():
-                nll, protocol["nll"] = model_nll(self.model, self.nll_images, self.config.nll_k, seed=NLL_SEED)
-            if not all(math.isfinite(v) for v in nll.values()):
-                return False
-            metrics.update(nll)
         _save_grid(self.folder.sample_grid_path(self.step), samples[:64])
         self.eval_seconds += time.perf_counter() - t0
         self.last_fid = metrics.get("fid")
@@ -250,15 +238,16 @@ class _Trial:
         return TrialResult(self.config, self.folder.path, status, self.folder.evaluations(), diverged_at_step)
 
 
-def _make_evaluator(config: TrialConfig, dataset_name: str, reference, device, options: RunOptions):
+def _make_evaluator(config: TrialConfig, dataset_name: str, reference, model, device, options: RunOptions):
+    """Every registered metric that applies to this dataset and model (bench/metrics/registry.py);
+    explicit models' NLL is on the first nll_n images of the evaluation split (PROTOCOL §5)."""
     from bench.metrics import SampleEvaluator, get_extractor
 
     extractor = get_extractor(config.extractor, weights=options.inception_weights, device=device)
-    # The study's triangle precision/recall on 1024 samples, fewer when the trial evaluates fewer.
-    triangle_pr = {"n": min(TRIANGLE_PR_SAMPLES, config.eval_samples), "cache_dir": options.cache_dir,
-                   "data_root": options.data_root} if dataset_name == "triangles" else None
-    return SampleEvaluator(dataset_name, reference, config.eval_samples, extractor, device=device,
-                           cache_dir=options.cache_dir, progress=options.progress, triangle_pr=triangle_pr)
+    return SampleEvaluator(dataset_name, reference.head(config.eval_samples), config.eval_samples, extractor,
+                           device=device, cache_dir=options.cache_dir, progress=options.progress, model=model,
+                           test_images=reference.head(config.nll_n).images if config.nll_n else None,
+                           nll_k=config.nll_k, data_root=options.data_root)
 
 
 def _flops_per_step(config: TrialConfig, image_shape) -> Optional[float]:

@@ -1,8 +1,10 @@
-"""Metrics: feature extractors, FID, IS, KID, precision/recall, density/coverage, PRD, NLL helpers,
-cached reference statistics, and the evaluator trials and `bench score` use.
+"""Metrics: feature extractors, FID, IS, KID, precision/recall, density/coverage, PRD, cached
+reference statistics, the metric registry, and the evaluator trials and `bench score` use.
 
-Samples go through a feature extractor once (`extract_features`); every metric is computed from
-those features (`metric_set.compute_metrics`). IS needs an extractor with `has_logits`.
+Samples go through a feature extractor once (`extract_features`); every feature metric is
+computed from those features (`metric_set.compute_metrics`). IS needs an extractor with
+`has_logits`. Metrics that need the model itself (triangle P/R, NLL, AIS) are in
+bench/model_metrics/; every metric is declared in the registry (bench/metrics/registry.py).
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ from bench.metrics.feature_extractor_base import FeatureExtractor, extract_featu
 from bench.metrics.metric_fid import feature_statistics, fid_from_features, frechet_distance
 from bench.metrics.metric_isc import inception_score
 from bench.metrics.metric_kid import kid
-from bench.metrics.metric_nll import bits_per_dim_dequantized, bits_per_dim_discrete, importance_weighted_nll
 from bench.metrics.metric_prc import density_coverage, precision_recall
 from bench.metrics.metric_prd import prd
-from bench.metrics.metric_set import METRICS, TRIAL_METRICS, MetricSettings, compute_metrics, parse_metrics
+from bench.metrics.metric_set import MetricSettings, compute_metrics
 from bench.metrics.reference_stats import ReferenceStats, reference_statistics
+from bench.metrics.registry import (MetricInputs, MetricOutput, default_score_metrics, get_metric, listing,
+                                    parse_metrics, record_columns, register_metric, registered_metrics,
+                                    score_choices, trial_metrics)
 
 
 def get_extractor(name: str, weights=None, device="cpu") -> FeatureExtractor:
@@ -39,9 +43,9 @@ def get_extractor(name: str, weights=None, device="cpu") -> FeatureExtractor:
 
 
 __all__ = [
-    "EXTRACTORS", "METRICS", "TRIAL_METRICS", "Evaluation", "FeatureExtractor", "MetricSettings", "ReferenceStats",
-    "SampleEvaluator", "bits_per_dim_dequantized", "bits_per_dim_discrete", "compute_metrics", "density_coverage",
-    "extract_features", "feature_statistics", "fid_from_features", "frechet_distance", "get_extractor",
-    "importance_weighted_nll", "inception_score", "kid", "parse_metrics", "prd", "precision_recall",
-    "reference_statistics",
+    "EXTRACTORS", "Evaluation", "FeatureExtractor", "MetricInputs", "MetricOutput", "MetricSettings", "ReferenceStats",
+    "SampleEvaluator", "compute_metrics", "default_score_metrics", "density_coverage", "extract_features",
+    "feature_statistics", "fid_from_features", "frechet_distance", "get_extractor", "get_metric", "inception_score",
+    "kid", "listing", "parse_metrics", "prd", "precision_recall", "record_columns", "reference_statistics",
+    "register_metric", "registered_metrics", "score_choices", "trial_metrics",
 ]

@@ -1,26 +1,29 @@
 """Scores generated samples against a reference set, with the protocol behind every number.
 
 One evaluator serves a whole trial (and `bench score`): the reference features come from the
-on-disk cache once, each call extracts the samples' features once, and every requested metric is
-computed from those (bench/metrics/metric_set.py). On the triangles dataset a trial also gets
-the study's triangle precision/recall, which needs the model itself (for recall, by inversion).
+on-disk cache once, each call extracts the samples' features once, and every registered metric
+that applies (bench/metrics/registry.py) is computed: the feature metrics always, the triangle
+metric on triangles, the NLL for explicit models. What applies is decided once, from the dataset,
+the model (None for samples from files) and the test images, so the trial loop has no special cases.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Iterable, Optional
 
 import numpy as np
 import torch
 
 from bench.data.base import ImageSplit
 from bench.metrics.feature_extractor_base import FeatureExtractor, extract_features
-from bench.metrics.metric_set import TRIAL_METRICS, MetricSettings, compute_metrics, settings_dict
+from bench.metrics.metric_set import MetricSettings, settings_dict
 from bench.metrics.reference_stats import reference_statistics
+from bench.metrics.registry import MetricInputs, get_metric, parse_metrics, registered_metrics, trial_metrics
 from bench.numerics import METRICS
 
 SAMPLE_INPUT = "float [0,1] x 255 = float [0,255], not quantised"
@@ -30,7 +33,7 @@ SAMPLE_INPUT = "float [0,1] x 255 = float [0,255], not quantised"
 class Evaluation:
     metrics: dict = field(default_factory=dict)  # name -> float: the numbers of this evaluation point
     unavailable: dict = field(default_factory=dict)  # metric -> why it has no number
-    finite: bool = True  # False when samples or their features hold NaN/Inf (the trial diverged)
+    finite: bool = True  # False when samples, their features or the NLL hold NaN/Inf (the trial diverged)
 
 
 class SampleEvaluator:
@@ -38,25 +41,33 @@ class SampleEvaluator:
 
     `n` is the number of generated samples per evaluation (n_fake) and also caps the reference set
     at its first n images (PROTOCOL §3); the reference statistics come from the on-disk cache.
-    `triangle_pr`: a `bench.metrics.metric_triangles` settings object, for trials on triangles.
+    `metrics`: the names asked for (default: every metric trials compute); of those, the ones that
+    apply to `dataset_name`, `model` and `test_images` are computed (`self.metrics`). `model` is
+    the trial's model, scored as it trains; `test_images` (uint8) are the explicit models' NLL
+    images, with `nll_k` importance samples; `data_root` is where the triangle metric's splits live.
     """
 
     def __init__(self, dataset_name: str, reference: ImageSplit, n: int, extractor: FeatureExtractor,
                  device=None, cache_dir: Optional[Path] = None, progress: bool = True, batch_size: int = 64,
-                 metrics: tuple[str, ...] = TRIAL_METRICS, settings: MetricSettings = MetricSettings(),
-                 triangle_pr=None):
+                 metrics: Optional[Iterable[str]] = None, settings: MetricSettings = MetricSettings(),
+                 model=None, test_images: Optional[torch.Tensor] = None, nll_k: int = 1,
+                 data_root: Optional[Path] = None):
         if n < 2:
             raise ValueError(f"need at least 2 samples for a covariance, got n={n}")
         self.dataset_name, self.n, self.extractor = dataset_name, n, extractor
         self.device, self.progress, self.batch_size = device, progress, batch_size
-        self.metrics, self.settings, self.triangle_pr = tuple(metrics), settings, triangle_pr
+        self.settings, self.model, self.test_images = settings, model, test_images
+        self.nll_k, self.cache_dir, self.data_root = nll_k, cache_dir, data_root
+        asked = trial_metrics() if metrics is None else parse_metrics(metrics, model=model is not None)
+        self.metrics = tuple(m for m in asked if get_metric(m).applies(dataset_name, model, test_images))
         self.reference = reference.head(n)
         self.stats = reference_statistics(self.reference, dataset_name, extractor, device=device, cache_dir=cache_dir,
                                           progress=progress, batch_size=batch_size)
         self._last_protocol: dict = {}
+        self._last_beside: dict = {}  # protocol entries stored beside per_metric (the NLL's)
 
-    def evaluate(self, samples: torch.Tensor, model=None) -> Evaluation:
-        """All metrics of `samples` (float [n, C, H, W] in [0, 1] or uint8); `model` for triangle P/R."""
+    def evaluate(self, samples: torch.Tensor) -> Evaluation:
+        """All applicable metrics of `samples` (float [n, C, H, W] in [0, 1] or uint8) and of the model."""
         if samples.dim() != 4 or not (samples.is_floating_point() or samples.dtype == torch.uint8):
             raise ValueError(f"samples must be float [N, C, H, W] in [0, 1] or uint8, got {samples.dtype} {tuple(samples.shape)}")
         if len(samples) != self.n:
@@ -69,28 +80,32 @@ class SampleEvaluator:
             return Evaluation(finite=False)
         reason = (f"{self.extractor.name} has no classifier layer "
                   f"(weights: {self.extractor.protocol().get('weights_source', 'n/a')})")
-        values = compute_metrics(self.metrics, self.stats.features, out["features"], out.get("logits"), self.settings,
-                                 real_stats=(self.stats.mu, self.stats.sigma), device=self.device,
-                                 no_logits_reason=reason)
-        if self.triangle_pr is not None and model is not None:
-            from bench.metrics.metric_triangles import triangle_precision_recall
+        inputs = MetricInputs(real_features=self.stats.features, fake_features=out["features"],
+                              fake_logits=out.get("logits"), real_stats=(self.stats.mu, self.stats.sigma),
+                              settings=self.settings, device=self.device, no_logits_reason=reason, n_fake=self.n,
+                              model=self.model, test_images=self.test_images, dataset=self.dataset_name,
+                              nll_k=self.nll_k, cache_dir=self.cache_dir, data_root=self.data_root)
+        values, unavailable, per_metric, beside = {}, {}, {}, {}
+        for metric in self._in_registry_order():
+            with metric.numerics.applied() if metric.numerics is not None else contextlib.nullcontext():
+                result = metric.compute(inputs)
+            if metric.diverged_if_not_finite and not all(math.isfinite(v) for v in result.values.values()):
+                return Evaluation(finite=False)
+            values.update(result.values)
+            unavailable.update(result.unavailable)
+            if result.protocol is not None:
+                (per_metric if metric.protocol_in == "per_metric" else beside)[metric.protocol_key] = result.protocol
+        self._last_protocol, self._last_beside = per_metric, beside
+        return Evaluation(values, unavailable)
 
-            with METRICS.applied():  # the number triangles are ranked by: true float32, as the features
-                tri = triangle_precision_recall(model, **self.triangle_pr)
-            values.values["tri_precision"] = tri.precision
-            if math.isnan(tri.recall):
-                values.unavailable.update({"tri_recall": f"{type(model).__name__} cannot be inverted by gradient "
-                                                         "descent on its input noise", "tri_f1": "needs recall"})
-            else:
-                values.values.update(tri_recall=tri.recall, tri_f1=tri.f1)
-            values.protocol["triangles"] = tri.protocol()
-        self._last_protocol = values.protocol
-        return Evaluation(values.values, values.unavailable)
+    def _in_registry_order(self):
+        return [m for m in registered_metrics() if m.name in self.metrics]
 
     def protocol(self) -> dict:
         """Every variable that changes the numbers; stored beside each result."""
         return {
-            "metrics": list(self.metrics) + (["triangle_pr"] if self.triangle_pr is not None else []),
+            # The NLL (protocol_in "protocol") has never been listed here: its entry is protocol["nll"].
+            "metrics": [m for m in self.metrics if get_metric(m).protocol_in == "per_metric"],
             "extractor": self.extractor.protocol(),
             "metric_numerics": METRICS.to_dict(),  # features, triangle P/R and NLL (bench/numerics.py)
             "standard": self.extractor.standard,
@@ -102,6 +117,7 @@ class SampleEvaluator:
             "settings": settings_dict(self.settings),
             "per_metric": self._last_protocol,
             "versions": {p: _version(p) for p in ("bench", "torch", "torch-fidelity", "numpy", "scipy")},
+            **self._last_beside,
         }
 
 

@@ -28,7 +28,7 @@ class GenerativeModel(nn.Module):
     name: ClassVar[str] = ""
     family: ClassVar[str] = ""
     explicit: ClassVar[bool] = False
-    # Explicit models: what their likelihood is of (bench/metrics/metric_nll.py, LIKELIHOODS):
+    # Explicit models: what their likelihood is of (bench/model_metrics/metric_nll.py, LIKELIHOODS):
     # "discrete" (a distribution over the 256 values of each 8-bit dimension), "dequantized"
     # (a density of y = (255·x + u)/256, u ~ U[0,1)) or "binarized" (Bernoulli pixels; nats).
     likelihood: ClassVar[str] = ""

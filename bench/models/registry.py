@@ -85,7 +85,7 @@ def _validate(name: str, cls) -> None:
     if not cls.family:
         raise TypeError(f"{cls.__qualname__} must set `family` (e.g. 'gan', 'vae')")
     if cls.explicit:
-        from bench.metrics.metric_nll import LIKELIHOODS
+        from bench.model_metrics.metric_nll import LIKELIHOODS
 
         if cls.likelihood not in LIKELIHOODS:
             raise TypeError(f"{cls.__qualname__} is explicit: set `likelihood` to one of {', '.join(LIKELIHOODS)}")

@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from bench.metrics.registry import table_columns
+from bench.model_metrics.metric_nll import NLL_UNITS
 from bench.reports.bootstrap import BUDGET_POINTS, DRAWS, budget_curve, min_draws
 from bench.reports.results import finished, score_keys, trial_table
 from bench.scores import FID, Score, score_for
@@ -185,17 +187,12 @@ def beat_probability(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(a < b) + 0.5 * np.mean(a == b))
 
 
-QUALITY = ["fid", "kid_mean", "precision", "recall", "density", "coverage", "is_mean", "tri_precision",
-           "tri_recall", "tri_f1"]
-
-
 def quality_table(results: pd.DataFrame) -> pd.DataFrame:
     """Every metric at the best evaluation point of each model's best trial, by the dataset's score."""
     best = best_trials(results)
     if best.empty:
         return pd.DataFrame(columns=GROUP + ["trial", "step"])
-    extra = sorted(c for c in best.columns if c.startswith("nll") or c.startswith("bpd"))
-    columns = [c for c in QUALITY + extra if c in best.columns and best[c].notna().any()]
+    columns = [c for c in table_columns() if c in best.columns and best[c].notna().any()]
     return best[GROUP + ["score_name", "trial", "step"] + columns].rename(columns={"score_name": "score"}) \
         .reset_index(drop=True)
 
@@ -222,7 +219,7 @@ def compute_table(results: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
-NLL_COLUMNS = (("nll_bpd", "bits/dim"), ("nll_nats_binarized", "nats, binarised images"))
+NLL_COLUMNS = tuple(NLL_UNITS.items())  # (column, unit) of each NLL quantity (bench/model_metrics/metric_nll.py)
 
 
 def ranking(results: pd.DataFrame) -> pd.DataFrame:

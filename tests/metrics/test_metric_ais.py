@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from bench.metrics.metric_ais import AISSettings, _reflect, ais_log_likelihood, ais_nll, betas
+from bench.model_metrics.metric_ais import AISSettings, _reflect, ais_log_likelihood, ais_nll, betas
 
 
 def linear_gaussian(d, D, sigma, scale, n, seed):

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from bench.metrics.metric_nll import bits_per_dim_dequantized, bits_per_dim_discrete, importance_weighted_nll
+from bench.model_metrics.metric_nll import bits_per_dim_dequantized, bits_per_dim_discrete, importance_weighted_nll
 
 
 def test_a_uniform_model_is_exactly_eight_bits_per_dimension():

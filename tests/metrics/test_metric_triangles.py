@@ -8,11 +8,15 @@ import torch
 from torch import nn
 
 from bench.data import triangles as tri
-from bench.metrics import metric_triangles as mt
+from bench.model_metrics import metric_triangles as mt
+from bench.model_metrics import triangle_delta as td
+from bench.model_metrics import triangle_inversion as ti
+from bench.model_metrics import triangle_manifold as tm
+from bench.model_metrics import triangle_raster as tr
 
 # A coarser bank than the default keeps the session's one-off bank build to ~1 s; the refinement
 # still lands real triangles on the manifold.
-SEARCH = mt.ManifoldSearch(grid=20)
+SEARCH = tm.ManifoldSearch(grid=20)
 HOLDOUT = tri.SPLIT_RANGES["holdout"][0]
 REFERENCE = tri.SPLIT_RANGES["reference"][0]
 
@@ -24,7 +28,7 @@ def holdout():
 
 @pytest.fixture(scope="module")
 def holdout_d(holdout):
-    return mt.manifold_distance(holdout, SEARCH)
+    return tm.manifold_distance(holdout, SEARCH)
 
 
 @pytest.fixture(scope="module")
@@ -35,13 +39,13 @@ def cache(tmp_path_factory):
 @pytest.fixture(scope="module")
 def delta(holdout, cache):
     """The default calibration: the spacing of real triangles (held-out to nearest of the 60k train)."""
-    return mt.calibrate_delta(holdout, search=SEARCH, cache_dir=cache)
+    return td.calibrate_delta(holdout, search=SEARCH, cache_dir=cache)
 
 
 @pytest.fixture(scope="module")
 def delta_manifold(holdout, cache):
     """The strict calibration: held-out triangles' own manifold distances."""
-    return mt.calibrate_delta(holdout, search=SEARCH, cache_dir=cache, method="manifold")
+    return td.calibrate_delta(holdout, search=SEARCH, cache_dir=cache, method="manifold")
 
 
 def reference(n):
@@ -51,7 +55,7 @@ def reference(n):
 def dataset_params(start, stop):
     """The dataset's parameters p = (a_0, a_1, a_2, θ) of images [start, stop), from its documented draws."""
     draws = torch.from_numpy(np.random.default_rng(0).random((tri.TOTAL, 4))[start:stop])
-    a = mt.P_LO[:3] + draws[:, :3] * (mt.P_HI[:3] - mt.P_LO[:3])
+    a = tr.P_LO[:3] + draws[:, :3] * (tr.P_HI[:3] - tr.P_LO[:3])
     return torch.cat([a, torch.deg2rad(draws[:, 3:] * 2 * np.pi)], 1)
 
 
@@ -60,21 +64,21 @@ def dataset_params(start, stop):
 
 def test_exact_renderer_reproduces_the_dataset():
     p = dataset_params(0, 300)
-    assert torch.allclose(mt.vertices(p), torch.from_numpy(tri.polygon_vertices()[:300]), atol=1e-12, rtol=0)
+    assert torch.allclose(tr.vertices(p), torch.from_numpy(tri.polygon_vertices()[:300]), atol=1e-12, rtol=0)
     images = torch.from_numpy(tri.generate_triangles(0, 300)).reshape(300, -1).float() / 255
-    assert torch.equal(mt.render_exact(p), images)
+    assert torch.equal(tr.render_exact(p), images)
 
 
 def test_soft_renderer_is_close_and_its_jacobian_is_right():
     p = dataset_params(0, 64)
-    image, jac = mt.render_soft(p, jacobian=True)
-    exact = mt.render_exact(p).double()
+    image, jac = tr.render_soft(p, jacobian=True)
+    exact = tr.render_exact(p).double()
     assert (image - exact).square().sum(1).max() < 0.05  # only the sub-row sampling differs
     h = 1e-6
     for k in range(4):
         e = torch.zeros(4, dtype=torch.float64)
         e[k] = h
-        fd = (mt.render_soft(p + e) - mt.render_soft(p - e)) / (2 * h)
+        fd = (tr.render_soft(p + e) - tr.render_soft(p - e)) / (2 * h)
         # piecewise smooth: finite differences disagree only where an end crosses a pixel border
         assert (fd - jac[..., k]).abs().mean() < 1e-4
 
@@ -86,7 +90,7 @@ def test_real_triangles_lie_on_the_manifold_deterministically(holdout, holdout_d
     assert holdout_d.dtype == torch.float64 and holdout_d.shape == (200,)
     assert holdout_d.median() < 0.001 and holdout_d.max() < 0.05
     # again, in other batches: the same distances
-    again = mt.manifold_distance(holdout[:24], mt.ManifoldSearch(grid=20, batch=5))
+    again = tm.manifold_distance(holdout[:24], tm.ManifoldSearch(grid=20, batch=5))
     assert torch.allclose(again, holdout_d[:24], rtol=0, atol=1e-9)
 
 
@@ -98,29 +102,29 @@ def test_off_manifold_images_are_far(holdout, delta, delta_manifold):
     blank, black = torch.ones(2, 1, 28, 28), torch.zeros(2, 1, 28, 28)
     for name, images in [("blurred", blurred), ("shifted", shifted), ("noise", noise), ("blank", blank),
                          ("black", black)]:
-        d = mt.manifold_distance(images, SEARCH)
+        d = tm.manifold_distance(images, SEARCH)
         assert (d > 100 * delta_manifold).all() and (d > delta).all(), name
-    assert mt.manifold_distance(blank, SEARCH).min() > 5  # the smallest polygon, mostly outside the image
+    assert tm.manifold_distance(blank, SEARCH).min() > 5  # the smallest polygon, mostly outside the image
     nan = torch.cat([x[:1], torch.full((1, 1, 28, 28), float("nan"))])  # a diverged generator's output
-    assert mt.manifold_distance(nan, SEARCH)[1] == float("inf")
+    assert tm.manifold_distance(nan, SEARCH)[1] == float("inf")
 
 
 def test_manifold_calibration_covers_the_holdout_and_is_cached(holdout, holdout_d, delta_manifold, cache, monkeypatch):
     delta = delta_manifold
     assert (holdout_d <= delta).double().mean() >= 0.99
     q = torch.quantile(holdout_d, 0.99, interpolation="higher").item()
-    assert delta == q * (1 + mt.DEFAULT_MARGIN)  # deterministic: recomputed here, bit for bit
+    assert delta == q * (1 + td.DEFAULT_MARGIN)  # deterministic: recomputed here, bit for bit
     assert 0 < delta < 0.01
 
     def recompute(*args, **kwargs):
         raise RuntimeError("recomputed")
 
-    monkeypatch.setattr(mt, "manifold_distance", recompute)
-    assert mt.calibrate_delta(holdout, search=SEARCH, cache_dir=cache, method="manifold") == delta
+    monkeypatch.setattr(td, "manifold_distance", recompute)  # where calibrate_delta looks it up
+    assert td.calibrate_delta(holdout, search=SEARCH, cache_dir=cache, method="manifold") == delta
     with pytest.raises(RuntimeError):  # other images or settings, other key
-        mt.calibrate_delta(holdout[:199], search=SEARCH, cache_dir=cache, method="manifold")
+        td.calibrate_delta(holdout[:199], search=SEARCH, cache_dir=cache, method="manifold")
     with pytest.raises(RuntimeError):
-        mt.calibrate_delta(holdout, search=SEARCH, margin=0.2, cache_dir=cache, method="manifold")
+        td.calibrate_delta(holdout, search=SEARCH, margin=0.2, cache_dir=cache, method="manifold")
 
 
 def test_nearest_train_calibration_is_the_spacing_of_real_data(holdout, holdout_d, delta, delta_manifold, cache):
@@ -134,7 +138,7 @@ def test_nearest_train_calibration_is_the_spacing_of_real_data(holdout, holdout_
     record = next(r for r in stored if r["key"]["method"] == "nearest-train")
     assert record["holdout_precision_first_200"] >= 0.99 and record["delta"] == delta
     with pytest.raises(ValueError, match="accepted: nearest-train, manifold"):
-        mt.calibrate_delta(holdout, method="quantile")
+        td.calibrate_delta(holdout, method="quantile")
 
 
 # --- stand-in generators -----------------------------------------------------------------------
@@ -168,7 +172,7 @@ class Lookup(StandIn):
 
     def __init__(self, images):
         super().__init__(len(images))
-        self.register_buffer("images", mt.as_pixels(images))
+        self.register_buffer("images", tr.as_pixels(images))
 
     def decode(self, z):
         return (torch.softmax(300 * z, 1) @ self.images).view(-1, 1, 28, 28)
@@ -201,13 +205,13 @@ class LinearSigmoid(StandIn):
         return torch.sigmoid(z @ self.weight + self.bias).view(-1, 1, 28, 28)
 
 
-SMALL = mt.Inversion(restarts=2, steps=30, lr=0.05, pool=64)
+SMALL = ti.Inversion(restarts=2, steps=30, lr=0.05, pool=64)
 
 
 def test_perfect_generator_scores_one(holdout, delta, cache):
     model = Lookup(reference(32))
     # The softmax saturates away from the right image: start from a pool that holds every choice.
-    inversion = mt.Inversion(restarts=1, steps=10, pool=1024)
+    inversion = ti.Inversion(restarts=1, steps=10, pool=1024)
     r = mt.triangle_precision_recall(model, n=32, search=SEARCH, inversion=inversion, holdout_images=holdout,
                                      cache_dir=cache)
     assert r.delta == delta  # calibrated on those held-out images: read from the cache
@@ -228,12 +232,12 @@ def test_inversion_recovers_z_of_a_linear_sigmoid_generator():
     z_true = torch.rand(32, 8, generator=torch.Generator().manual_seed(5)) * 1.8 - 0.9
     with torch.no_grad():
         x = model.decode(z_true)
-    z, d = mt.invert_generator(model, x, restarts=1, steps=150, lr=0.05, pool=64)
+    z, d = ti.invert_generator(model, x, restarts=1, steps=150, lr=0.05, pool=64)
     assert z.shape == (32, 8) and d.shape == (32,) and d.dtype == torch.float64
     assert d.max() < 1e-4 and (z - z_true).abs().max() < 1e-2
     # deterministic, also with plain restarts from the prior (pool = 0)
-    z1, d1 = mt.invert_generator(model, x[:4], restarts=3, steps=5, pool=0, seed=1)
-    z2, d2 = mt.invert_generator(model, x[:4], restarts=3, steps=5, pool=0, seed=1)
+    z1, d1 = ti.invert_generator(model, x[:4], restarts=3, steps=5, pool=0, seed=1)
+    z2, d2 = ti.invert_generator(model, x[:4], restarts=3, steps=5, pool=0, seed=1)
     assert torch.equal(z1, z2) and torch.equal(d1, d2)
 
 
@@ -249,7 +253,7 @@ def test_inversion_leaves_the_model_as_it_was(pool):
     flags = [p.requires_grad for p in model.parameters()]
     before = {k: v.clone() for k, v in model.state_dict().items() if torch.is_tensor(v)}
     x = torch.from_numpy(tri.generate_triangles(REFERENCE, REFERENCE + 4))
-    z, d = mt.invert_generator(model, x, restarts=2, steps=3, pool=pool)
+    z, d = ti.invert_generator(model, x, restarts=2, steps=3, pool=pool)
     assert model.training and [p.requires_grad for p in model.parameters()] == flags
     assert torch.equal(marked.grad, torch.ones_like(marked))
     assert all(p.grad is None for p in model.parameters() if p is not marked)

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from bench.metrics.metric_nll import model_nll
+from bench.model_metrics.metric_nll import model_nll
 from bench.models import GenerativeModel, SearchSpace, build_model, register_model
 from bench.models.search_space import Fixed
 from bench.models.vae_variants import discretized_logistic_log_prob

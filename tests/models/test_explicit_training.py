@@ -8,7 +8,7 @@ import torch
 
 from bench.config import RunOptions, make_trial_config
 from bench.data import get_dataset
-from bench.metrics.metric_nll import model_nll
+from bench.model_metrics.metric_nll import model_nll
 from bench.models import build_model
 from bench.train import run_trial
 

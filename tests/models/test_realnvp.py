@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from bench.metrics.metric_nll import importance_weighted_nll
+from bench.model_metrics.metric_nll import importance_weighted_nll
 from bench.models import build_model, model_names
 
 model_names()  # built-ins first: importing realnvp below must not put it ahead of the study's table order

@@ -36,8 +36,10 @@ from typing import Callable, Optional
 import torch
 
 from bench.defaults import DEFAULTS
-from bench.metrics.metric_nll import NLLEstimate
+from bench.metrics.registry import MetricInputs, MetricOutput, register_metric
+from bench.model_metrics.metric_nll import NLLEstimate
 from bench.models.base import evaluating, frozen
+from bench.numerics import METRICS
 
 PRIORS = ("normal", "uniform")
 SCHEDULES = ("sigmoid", "linear")
@@ -215,3 +217,14 @@ def ais_nll(model, images: torch.Tensor, settings: AISSettings = AISSettings(), 
     rate = sum(r.acceptance * len(r.log_px) for r in parts) / n
     protocol = {**parts[0].protocol, "n": n, "seed": s.seed, "batch_size": batch_size, "model": type(model).__name__}
     return AISResult(log_px, log_w, estimate.nats, estimate.standard_error, rate, protocol)
+
+
+@register_metric("ais", columns=("ais_nll_nats", "ais_nll_nats_se", "ais_acceptance"), needs=("model", "test_images"),
+                 applies_to="decoders", in_trials=False, numerics=METRICS,
+                 description="annealed importance sampling NLL (Wu 2017); `bench score --checkpoint --nll ais`")
+def _ais(x: MetricInputs) -> MetricOutput:
+    settings = x.ais or AISSettings()
+    result = ais_nll(x.model, x.test_images.float().div(255).to(x.model.device), settings)
+    return MetricOutput({"ais_nll_nats": result.nll_nats, "ais_nll_nats_se": result.nll_nats_se,
+                         "ais_acceptance": result.acceptance},
+                        protocol={**result.protocol, "settings": asdict(settings)})

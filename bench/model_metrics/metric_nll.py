@@ -17,6 +17,9 @@ from dataclasses import dataclass
 
 import torch
 
+from bench.metrics.registry import MetricInputs, MetricOutput, register_metric
+from bench.numerics import METRICS
+
 LN2 = math.log(2.0)
 BITS_PER_8BIT_VALUE = 8.0  # log2(256): the dequantisation bin's volume per dimension
 
@@ -72,6 +75,10 @@ def importance_weighted_nll(log_weights: torch.Tensor) -> NLLEstimate:
 LIKELIHOODS = ("discrete", "dequantized", "binarized")
 BINARIZE_SEED = 0  # binarised test images are one fixed Bernoulli draw: every checkpoint sees the same
 K_CHUNK = 128  # importance samples per call, so that k = 1000 fits in memory at any batch size
+NLL_SEED = 0  # dequantisation noise and importance samples: the same at every evaluation point
+# The two NLL quantities (record column -> unit); each has its standard error in COLUMN_se. They are
+# ranked apart in reports: bits/dim of 8-bit data and nats on binarised images are not comparable.
+NLL_UNITS = {"nll_bpd": "bits/dim", "nll_nats_binarized": "nats, binarised images"}
 
 
 def model_nll(model, images: torch.Tensor, k: int, seed: int = 0, batch: int = 64) -> tuple[dict, dict]:
@@ -130,3 +137,13 @@ def model_nll(model, images: torch.Tensor, k: int, seed: int = 0, batch: int = 6
 def model_is_exact(model) -> bool:
     """Exact-likelihood models (no latent variable to integrate) say so with `exact_likelihood`."""
     return bool(getattr(model, "exact_likelihood", False))
+
+
+@register_metric("nll", columns=tuple(c for unit in NLL_UNITS for c in (unit, f"{unit}_se")),
+                 needs=("model", "test_images"), applies_to="explicit", protocol_key="nll", protocol_in="protocol",
+                 numerics=METRICS, diverged_if_not_finite=True,
+                 description="the model's own likelihood: exact, or the importance-weighted bound with k samples")
+def _nll(x: MetricInputs) -> MetricOutput:
+    """bits/dim (or nats on binarised images) on the test images; a non-finite one means divergence."""
+    metrics, protocol = model_nll(x.model, x.test_images, x.nll_k, seed=NLL_SEED)
+    return MetricOutput(metrics, protocol=protocol)
