@@ -10,7 +10,7 @@ from bench.config import TrialConfig, make_trial_config
 from bench.defaults import CHOICES, DEFAULTS, load_preset
 from bench.errors import BenchError
 from bench.studies.protocol import RunProtocol, resolve_protocol
-from bench.trial_folder import TrialFolder
+from bench.records.trial_folder import TrialFolder
 from tests.test_cli import TRAIN, assert_one_line_error, run_cli
 
 RUN = ["run", "--dataset", "triangles", "--extractor", "tiny", "--device", "cpu", "--no-progress", "--budget", "1"]

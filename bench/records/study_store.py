@@ -55,7 +55,9 @@ class StudyMeta:
             raise BenchError(f"study {name} was not made by bench ({(data or {}).get('format')!r}); choose a bench study")
         values = known_keys(cls, {k: v for k, v in data.items() if k != "format"}, f"the metadata of study {name}")
         if not values.get("digest"):  # stored before the digest was: the one its name was made with
-            values["digest"] = legacy_digest(values["protocol"])
+            prefix = f"{values['protocol']['dataset']}/{values['model']}/"
+            values["digest"] = (name[len(prefix):].split("/")[0] if name.startswith(prefix)
+                                else legacy_digest(values["protocol"]))
         return cls(**values)
 
     @property

@@ -11,6 +11,7 @@ import pandas as pd
 
 from matplotlib.ticker import MaxNLocator
 
+from bench.records.trial_folder import TrialFolder
 from bench.reports.bootstrap import DRAWS
 from bench.reports.results import finished, score_keys
 from bench.reports.tables import NLL_COLUMNS, best_trials, budget_curves, search_trials, trial_scores
@@ -192,7 +193,7 @@ def sample_grids(results: pd.DataFrame, out_dir: Path) -> Optional[Path]:
     for _, row in best.iterrows():
         folder = row.get("folder")
         if isinstance(folder, str) and pd.notna(row["step"]):
-            path = Path(folder) / "samples" / f"step-{int(row['step']):07d}.png"
+            path = TrialFolder(folder).sample_grid_path(int(row["step"]))
             if path.is_file():
                 grids.append((row, path))
     if not grids:

@@ -11,6 +11,7 @@ import optuna
 import pytest
 
 from bench import load_results
+from bench.models import restored_registry
 from bench.reports import tables
 from bench.reports.report import write_report
 from bench.studies.protocol import resolve_protocol
@@ -35,9 +36,10 @@ def triangles_run(tmp_path_factory):
     tests/reports/test_report.py is the triangles study of ns_gan and wgan with a seed re-run.)"""
     out = tmp_path_factory.mktemp("triangles")
     proto = resolve_protocol("triangles", "quick", steps=6, eval_every=2, eval_samples=16, extractor="tiny")
-    models = parse_models(f"{PLUGINS}:NanAfterStep4,{PLUGINS}:NanAtStep1")
-    assert models == ["nan_after_step4", "nan_at_step1"]
-    run_study(RunRequest(models=models, protocol=proto, budget=2, out=out, device="cpu", progress=False))
+    with restored_registry():  # the plug-ins are this fixture's only: the registry guard holds per test
+        models = parse_models(f"{PLUGINS}:NanAfterStep4,{PLUGINS}:NanAtStep1")
+        assert models == ["nan_after_step4", "nan_at_step1"]
+        run_study(RunRequest(models=models, protocol=proto, budget=2, out=out, device="cpu", progress=False))
     return out, proto, load_results(out)
 
 
