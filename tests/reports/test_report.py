@@ -1,5 +1,6 @@
 """`bench report` and `bench export` on a real tiny run and on a run still in progress; the page
-renders in a headless browser where one is installed."""
+renders in a headless browser where one is installed; each figure draws one series per model, with
+the numbers of the table it is drawn from (on a synthetic run whose numbers are all known)."""
 
 import os
 import re
@@ -192,3 +193,382 @@ def test_a_real_quick_run_ranks_gans_vaes_pixelcnn_and_flows_in_one_table():
     write_report(run, draws=300)
     readme = (run / "report" / "README.md").read_text()
     assert "## Models ranked by triangle F1 and, where they have a likelihood, by NLL" in readme
+
+
+# What the figures draw. Each figure of FIGURES is drawn from a synthetic two-dataset run (every
+# number known), `plots._save` is replaced so that the Figure is kept open instead of saved, and
+# its artists are read back: one series per model, and the series' numbers equal to those of the
+# table the figure says it is drawn from (bench/reports/tables.py), computed here independently.
+
+FIGURE_DRAWS = 300
+INF, NAN = float("inf"), float("nan")
+# Ten models, so that one axes holds as many as the tab10 palette has colours: trials of several
+# points, trials diverged after their points (inf / NaN) and before any (None), counts from 1 to 6
+# (ns_gan's 6 put k = 5 in the budget table), and every model's FIDs in a range of its own.
+MNIST_TRIALS = {
+    "mm_gan": [[41.0, 37.5], [44.0], None],
+    "ns_gan": [[30.0, 26.0, 27.5], [33.0], [29.0, INF], [35.5, 31.0], [28.25], [40.0]],
+    "lsgan": [[52.0, 49.0], [47.5, NAN]],
+    "wgan": [[61.0], [58.0, 55.5], [63.0]],
+    "wgan_gp": [[24.0, 22.5]],
+    "dragan": [[70.0, 66.0], None, [68.5]],
+    "began": [[90.0, 81.0, 85.0], [88.0]],
+    "vae": [[120.0, 110.0], [115.0]],
+    "pixelcnn": [[75.0], [72.0, 71.0]],
+    "realnvp": [[100.0, 95.0], [98.0]],
+}
+MNIST_NLL = {"vae": ("nll_nats_binarized", [[101.0, 96.5], [99.0]]),
+             "pixelcnn": ("nll_bpd", [[3.9], [3.6, 3.5]]), "realnvp": ("nll_bpd", [[4.4, 4.1], [4.3]])}
+TRIANGLE_TRIALS = {"ns_gan": [[30.0, 28.0], [35.0], [32.0, 31.0]], "wgan": [[40.0], [38.0, 39.0]],
+                   "vae": [[80.0, 70.0], None]}
+TRIANGLE_F1 = {"ns_gan": [[0.30, 0.45], [0.2], [0.5, 0.4]], "wgan": [[0.1], [0.25, 0.35]], "vae": [[0.05, 0.15], []]}
+# Sample grids in the trial folders of these models (every trial, every step); lsgan's folders
+# exist but hold no grid, and the other models have no folder: neither gets a panel.
+WITH_GRIDS = {"mnist": ("ns_gan", "wgan", "vae", "pixelcnn"), "triangles": ("ns_gan",)}
+# Figures whose series are coloured by model. score_distribution is not: all its points are
+# tab:blue, the model is told by its x position (one tick per model).
+COLOURED_BY_MODEL = ("budget_curve", "precision_recall", "score_vs_learning_rate", "training_curves", "fid_vs_nll")
+CLOSE = dict(rtol=1e-9, atol=1e-12)
+
+
+def _write_grids(run_dir: Path, proto, trials: dict, models, start: int) -> int:
+    """A distinct tiny grey PNG per (trial, step) of `models`: a panel shows which one by its pixels."""
+    import numpy as np
+    from PIL import Image
+
+    value = start
+    for model in models:
+        for slot in range(len(trials[model])):
+            samples = run_dir / model / proto.digest / f"slot-{slot:04d}" / "samples"
+            samples.mkdir(parents=True)
+            for step in range(proto.eval_every, proto.eval_every * 4, proto.eval_every):
+                Image.fromarray(np.full((6, 6), value, dtype=np.uint8)).save(samples / f"step-{step:07d}.png")
+                value += 3
+    return value
+
+
+@pytest.fixture(scope="module")
+def drawn_figures(tmp_path_factory):
+    """(results, {figure key: the open matplotlib Figure}) of a folder of two runs (mnist,
+    triangles): every figure has one panel per dataset."""
+    import matplotlib.pyplot as plt
+
+    from bench import load_results
+    from bench.reports import plots
+
+    root = tmp_path_factory.mktemp("figures")
+    mnist = make_run(root / "mnist", MNIST_TRIALS, nll=MNIST_NLL)
+    triangles = make_run(root / "triangles", TRIANGLE_TRIALS, dataset="triangles", f1=TRIANGLE_F1)
+    value = _write_grids(root / "mnist", mnist, MNIST_TRIALS, WITH_GRIDS["mnist"], start=10)
+    _write_grids(root / "triangles", triangles, TRIANGLE_TRIALS, WITH_GRIDS["triangles"], start=value)
+    (root / "mnist" / "lsgan" / mnist.digest / "slot-0000").mkdir(parents=True)
+    results = load_results(root)
+    assert set(results["dataset"]) == {"mnist", "triangles"}
+    figures = {}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(plots, "_save",
+                      lambda fig, out_dir, name: figures.setdefault(name, fig) and out_dir / f"{name}.png")
+        for key, (_, draw) in FIGURES.items():
+            assert draw(results, root / "figures", **({"draws": FIGURE_DRAWS} if key == "budget_curve" else {})) \
+                is not None, key
+    assert set(figures) == set(FIGURES)
+    yield results, figures
+    for fig in figures.values():
+        plt.close(fig)
+
+
+def _panels_by_dataset(fig) -> dict:
+    """dataset -> its axes (in order), read from the panel titles "DATASET (protocol ID)"."""
+    panels = {}
+    for ax in fig.axes:
+        title = ax.get_title()
+        assert title, "a panel without a title"
+        panels.setdefault(title.split(" (protocol ")[0], []).append(ax)
+    return panels
+
+
+def _labelled_lines(ax) -> dict:
+    lines = {}
+    for line in ax.get_lines():
+        if not line.get_label().startswith("_"):
+            assert line.get_label() not in lines, f"two lines labelled {line.get_label()}"
+            lines[line.get_label()] = line
+    return lines
+
+
+def _scatters(ax) -> list:
+    from matplotlib.collections import PathCollection
+
+    return [c for c in ax.collections if isinstance(c, PathCollection)]
+
+
+def _labelled_scatters(ax) -> dict:
+    scatters = {}
+    for scatter in _scatters(ax):
+        if not scatter.get_label().startswith("_"):
+            assert scatter.get_label() not in scatters, f"two scatters labelled {scatter.get_label()}"
+            scatters[scatter.get_label()] = scatter
+    return scatters
+
+
+def _colour(artist) -> str:
+    from matplotlib.collections import Collection
+    from matplotlib.colors import to_hex
+
+    if isinstance(artist, Collection):
+        colours = {to_hex(c, keep_alpha=False) for c in artist.get_facecolor()}
+        assert len(colours) == 1, f"{artist.get_label()} has several colours: {colours}"
+        return colours.pop()
+    return to_hex(artist.get_color(), keep_alpha=False)
+
+
+def _assert_points(offsets, x, y, what):
+    """The scatter's points are the (x, y) pairs, in any order."""
+    import numpy as np
+
+    got = np.asarray(offsets, dtype=float)
+    want = np.column_stack([np.asarray(x, dtype=float), np.asarray(y, dtype=float)])
+    assert got.shape == want.shape, f"{what}: {len(got)} points drawn, {len(want)} in the table"
+    got, want = got[np.lexsort(got.T[::-1])], want[np.lexsort(want.T[::-1])]
+    np.testing.assert_allclose(got, want, err_msg=what, **CLOSE)
+
+
+def test_budget_curve_draws_each_models_bootstrap_curve(drawn_figures):
+    import numpy as np
+
+    from bench.reports.tables import budget_curves, budget_table
+    from bench.scores import score_for
+
+    results, figures = drawn_figures
+    curves = budget_curves(results, draws=FIGURE_DRAWS)  # the same draws and seed as the figure's
+    table = budget_table(results, draws=FIGURE_DRAWS)
+    panels = _panels_by_dataset(figures["budget_curve"])
+    assert set(panels) == set(curves["dataset"])
+    for dataset, axes in panels.items():
+        mine, rows = curves[curves["dataset"] == dataset], table[table["dataset"] == dataset]
+        columns = ["mean"] + [c for c in score_for(dataset).companions if c in mine and mine[c].notna().any()]
+        assert len(axes) == len(columns), (dataset, [ax.get_ylabel() for ax in axes])
+        assert len(columns) == (3 if dataset == "triangles" else 1)  # F1, its precision and its recall
+        for ax, column in zip(axes, columns):
+            lines = _labelled_lines(ax)
+            assert sorted(lines) == sorted(set(mine["model"])), (dataset, column)
+            for model, line in lines.items():
+                curve = mine[mine["model"] == model].sort_values("k")
+                what = f"{dataset} {column} {model}"
+                np.testing.assert_array_equal(line.get_xdata(), curve["k"], err_msg=what)
+                np.testing.assert_allclose(np.asarray(line.get_ydata(), float), curve[column], err_msg=what, **CLOSE)
+                points = rows[rows["model"] == model]  # the budget table's k: the same numbers
+                assert len(points) >= 1
+                at = dict(zip(np.asarray(line.get_xdata()), np.asarray(line.get_ydata(), float)))
+                np.testing.assert_allclose([at[k] for k in points["k"]], points[column], err_msg=what, **CLOSE)
+            if column != "mean":
+                continue
+            bands = {_colour(band): band for band in ax.collections}  # mean ± 1 std, coloured as its line
+            assert len(bands) == len(lines), dataset
+            for model, line in lines.items():
+                curve = mine[mine["model"] == model]
+                vertices = bands[_colour(line)].get_paths()[0].vertices
+                for k, mean, std in zip(curve["k"], curve["mean"], curve["std"]):
+                    at_k = vertices[np.isclose(vertices[:, 0], k), 1]
+                    np.testing.assert_allclose([at_k.min(), at_k.max()], [mean - std, mean + std],
+                                               err_msg=f"{dataset} band {model} k={k}", **CLOSE)
+    ns_gan = table[(table["dataset"] == "mnist") & (table["model"] == "ns_gan")]
+    assert list(ns_gan["k"]) == [1, 5]  # k = 5 was compared, not only k = 1
+
+
+def test_score_distribution_shows_each_models_trial_scores(drawn_figures):
+    import numpy as np
+
+    from bench.reports.results import finished
+    from bench.reports.tables import search_trials, trial_scores
+    from bench.scores import score_for
+
+    results, figures = drawn_figures
+    trials = search_trials(results)
+    trials = trials[finished(trials["status"])]
+    panels = _panels_by_dataset(figures["score_distribution"])
+    assert set(panels) == set(trials["dataset"])
+    for dataset, (ax,) in panels.items():
+        score = score_for(dataset)
+        expected = {}
+        for model, group in trials[trials["dataset"] == dataset].groupby("model"):
+            values = trial_scores(group, score)
+            if np.isfinite(values).any():
+                expected[model] = values[np.isfinite(values)]
+        ticks = {label.get_text(): position for label, position in zip(ax.get_xticklabels(), ax.get_xticks())}
+        assert len(ticks) == len(ax.get_xticks()) and sorted(ticks) == sorted(expected), dataset
+        at_tick = {}
+        for scatter in _scatters(ax):
+            x = scatter.get_offsets()[:, 0]
+            (model,) = [m for m, position in ticks.items() if np.all(np.abs(x - position) <= 0.15 + 1e-9)]
+            assert model not in at_tick, f"{dataset}: two scatters at {model}"
+            at_tick[model] = np.asarray(scatter.get_offsets()[:, 1], dtype=float)
+        assert sorted(at_tick) == sorted(expected), dataset
+        for model, values in expected.items():
+            np.testing.assert_allclose(np.sort(at_tick[model]), np.sort(values), err_msg=f"{dataset} {model}", **CLOSE)
+    # The table is the synthetic run's: a trial's FID is its best finite point, diverged or not.
+    mnist = trials[(trials["dataset"] == "mnist") & (trials["model"] == "ns_gan")]
+    assert sorted(mnist["fid"]) == [26.0, 28.25, 29.0, 31.0, 33.0, 40.0]
+
+
+def test_precision_recall_plots_each_models_trials(drawn_figures):
+    from bench.reports.tables import search_trials
+
+    results, figures = drawn_figures
+    trials = search_trials(results).dropna(subset=["tri_precision", "tri_recall"])  # where the figure has them
+    panels = _panels_by_dataset(figures["precision_recall"])
+    assert set(panels) == set(trials["dataset"])
+    for dataset, (ax,) in panels.items():
+        mine = trials[trials["dataset"] == dataset]
+        scatters = _labelled_scatters(ax)
+        assert sorted(scatters) == sorted(set(mine["model"])) and len(_scatters(ax)) == len(scatters), dataset
+        for model, scatter in scatters.items():
+            group = mine[mine["model"] == model]
+            _assert_points(scatter.get_offsets(), group["tri_recall"], group["tri_precision"], f"{dataset} {model}")
+
+
+def test_learning_rate_plot_shows_each_models_trial_scores(drawn_figures):
+    import numpy as np
+
+    from bench.reports.results import finished
+    from bench.reports.tables import search_trials, trial_scores
+    from bench.scores import score_for
+
+    results, figures = drawn_figures
+    trials = search_trials(results)
+    trials = trials[finished(trials["status"]) & trials["hp.lr"].notna()]
+    panels = _panels_by_dataset(figures["score_vs_learning_rate"])
+    assert set(panels) == set(trials["dataset"])
+    unscored_models = set()
+    for dataset, (ax,) in panels.items():
+        score = score_for(dataset)
+        mine = trials[trials["dataset"] == dataset]
+        scatters = _labelled_scatters(ax)
+        assert sorted(scatters) == sorted(set(mine["model"])), dataset
+        markers = [s for s in _scatters(ax) if s.get_label().startswith("_")]  # x: trials without a score
+        all_scores = trial_scores(mine, score)
+        worst = score.unkey(np.max(score.key(all_scores[np.isfinite(all_scores)])))
+        for model, scatter in scatters.items():
+            group = mine[mine["model"] == model]
+            values = trial_scores(group, score)
+            ok = np.isfinite(values)
+            _assert_points(scatter.get_offsets(), group["hp.lr"][ok], values[ok], f"{dataset} {model}")
+            mine_x = [m for m in markers if _colour(m) == _colour(scatter)]
+            if ok.all():
+                assert not mine_x, f"{dataset} {model}: no trial without a score, yet x markers"
+                continue
+            unscored_models.add((dataset, model))
+            (marker,) = mine_x
+            x, y = np.asarray(marker.get_offsets(), dtype=float).T
+            np.testing.assert_allclose(np.sort(x), np.sort(group["hp.lr"][~ok]), err_msg=f"{dataset} {model}", **CLOSE)
+            assert len(set(y)) == 1 and score.key(y[0]) > score.key(worst), f"{dataset} {model}: x beyond the worst"
+        assert len(markers) == sum(d == dataset for d, _ in unscored_models), dataset
+    assert unscored_models == {("mnist", "mm_gan"), ("mnist", "dragan"), ("triangles", "vae")}
+
+
+def test_training_curves_follow_each_models_best_trial(drawn_figures):
+    import numpy as np
+
+    from bench.reports.tables import best_trials
+    from bench.scores import score_for
+
+    results, figures = drawn_figures
+    best = best_trials(results)
+    panels = _panels_by_dataset(figures["training_curves"])
+    assert set(panels) == set(best["dataset"])
+    for dataset, (ax,) in panels.items():
+        score = score_for(dataset)
+        mine = best[best["dataset"] == dataset]
+        lines = _labelled_lines(ax)
+        assert sorted(lines) == sorted(f"{row.model} (trial {row.trial})" for row in mine.itertuples()), dataset
+        for row in mine.itertuples():
+            points = results[(results["dataset"] == dataset) & (results["model"] == row.model)
+                             & (results["role"] == "search") & (results["trial"] == row.trial)]
+            points = points.dropna(subset=["step", score.metric]).sort_values("step")
+            line = lines[f"{row.model} (trial {row.trial})"]
+            what = f"{dataset} {row.model}"
+            np.testing.assert_allclose(np.asarray(line.get_xdata(), float), points["step"].astype(float), err_msg=what)
+            np.testing.assert_allclose(np.asarray(line.get_ydata(), float), points[score.metric], err_msg=what, **CLOSE)
+    ns_gan = best[(best["dataset"] == "mnist") & (best["model"] == "ns_gan")]
+    assert list(ns_gan["trial"]) == [0]  # FID 26 at its second point
+
+
+def test_fid_vs_nll_plots_each_explicit_model(drawn_figures):
+    from bench.reports.tables import NLL_COLUMNS
+
+    results, figures = drawn_figures
+    search = results[results["role"] == "search"]
+    expected = {}  # (dataset, x label) -> the points of that panel
+    for unit, words in NLL_COLUMNS:
+        for dataset, block in search.dropna(subset=[unit, "fid"]).groupby("dataset"):
+            expected[dataset, f"NLL ({words})"] = (unit, block)
+    assert sorted(expected) == [("mnist", "NLL (bits/dim)"), ("mnist", "NLL (nats, binarised images)")]
+    fig = figures["fid_vs_nll"]
+    assert len(fig.axes) == len(expected)
+    for ax in fig.axes:
+        unit, block = expected[ax.get_title().split(" (protocol ")[0], ax.get_xlabel()]
+        scatters = _labelled_scatters(ax)
+        assert sorted(scatters) == sorted(set(block["model"])) and len(_scatters(ax)) == len(scatters), unit
+        assert block["explicit"].astype(bool).all()
+        for model, scatter in scatters.items():
+            group = block[block["model"] == model]
+            _assert_points(scatter.get_offsets(), group[unit], group["fid"], f"{unit} {model}")
+    assert {m for _, (_, b) in expected.items() for m in b["model"]} == set(MNIST_NLL)
+
+
+def test_samples_show_each_models_best_grid(drawn_figures):
+    import numpy as np
+    from PIL import Image
+
+    from bench.reports.tables import best_trials
+    from bench.scores import FID, score_for
+
+    results, figures = drawn_figures
+    expected = {}  # the grid's pixel value -> (model, title words)
+    for row in best_trials(results).itertuples():
+        path = Path(str(row.folder)) / "samples" / f"step-{int(row.step):07d}.png"
+        if not path.is_file():
+            continue
+        pixels = np.asarray(Image.open(path))
+        score = score_for(row.dataset)
+        shown = score if np.isfinite(getattr(row, score.metric)) else FID
+        expected[int(pixels.flat[0])] = (row.model, pixels, f"{shown.label} {getattr(row, shown.metric):.3g}",
+                                         f"step {int(row.step)}")
+    assert sorted(m for m, *_ in expected.values()) == sorted(WITH_GRIDS["mnist"] + WITH_GRIDS["triangles"])
+    shown_panels = [ax for ax in figures["samples"].axes if ax.images]
+    assert len(shown_panels) == len(expected)
+    seen = set()
+    for ax in shown_panels:
+        (image,) = ax.images
+        pixels = np.asarray(image.get_array())
+        model, want, score_words, step_words = expected[int(pixels.flat[0])]
+        np.testing.assert_array_equal(pixels, want)
+        first, second = ax.get_title().split("\n")
+        assert first == model and score_words in second and step_words in second, ax.get_title()
+        seen.add(int(pixels.flat[0]))
+    assert seen == set(expected)  # each grid once
+
+
+@pytest.mark.parametrize("key", COLOURED_BY_MODEL)
+def test_no_two_models_share_a_colour_within_a_panel(drawn_figures, key):
+    """tab10 has ten colours: the ten mnist models must get ten, and a model keeps its colour
+    from panel to panel."""
+    _, figures = drawn_figures
+    colour_of = {}
+    most = 0
+    for ax in figures[key].axes:
+        series = {**_labelled_lines(ax), **_labelled_scatters(ax)}
+        models = {label.split(" (trial ")[0]: _colour(artist) for label, artist in series.items()}
+        assert len(models) == len(series)
+        assert len(set(models.values())) == len(models), f"{key} {ax.get_title()}: {models}"
+        for model, colour in models.items():
+            assert colour_of.setdefault(model, colour) == colour, f"{key}: {model} changes colour"
+        most = max(most, len(models))
+    assert most == (10 if key in ("budget_curve", "score_vs_learning_rate", "precision_recall", "training_curves")
+                    else 2)  # fid_vs_nll: pixelcnn and realnvp in bits/dim
+
+
+def test_every_figure_has_a_content_test():
+    checked = {"budget_curve", "score_distribution", "precision_recall", "score_vs_learning_rate",
+               "training_curves", "fid_vs_nll", "samples"}
+    assert set(FIGURES) == checked, "a new figure needs a test of what it draws above"
