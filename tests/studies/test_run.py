@@ -172,7 +172,7 @@ def test_the_paper_preset_reruns_the_best_configurations_with_50_seeds(flags, se
                                                                        monkeypatch):
     """The paper preset is the paper's protocol, its 50 seed re-runs included (no training here:
     the queue is not worked, so run.json is all that is written)."""
-    monkeypatch.setattr("bench.studies.run._drive", lambda *a, **k: None)
+    monkeypatch.setattr("bench.studies.run._train_queued", lambda *a, **k: None)
     out = tmp_path / "r"
     code, _, err = run_cli(["run", "--model", "ns_gan", "--dataset", f"folder:{blob_folder}", "--budget", "1",
                             "--preset", "paper", "--extractor", "tiny", "--eval-samples", "16", "--device", "cpu",
