@@ -217,9 +217,6 @@ class StudyStore:
     def load(self, name: str) -> StoredStudy:
         return StoredStudy(optuna.load_study(study_name=name, storage=self._storage))
 
-    def get(self, name: str) -> Optional[StoredStudy]:
-        return self.load(name) if name in self.names() else None
-
     def open(self, name: str, direction: str, meta: StudyMeta) -> StoredStudy:
         """Create the study with `meta`, or load it; a study of that name not made by bench is refused."""
         study = optuna.create_study(study_name=name, storage=self._storage, direction=direction, load_if_exists=True)
