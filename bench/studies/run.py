@@ -133,7 +133,8 @@ def _train_queued(request: RunRequest, store: StudyStore, names: list[str]) -> N
     """Train the studies' queues to the end, in this process or in `--jobs` worker processes."""
     if not names:
         return
-    pending = sum(summarize(store.load(n)).waiting + summarize(store.load(n)).running for n in names)
+    summaries = [summarize(store.load(n)) for n in names]
+    pending = sum(s.waiting + s.running for s in summaries)
     if pending == 0:
         return
     report = _Reporter(store, names, pending, request.progress)
