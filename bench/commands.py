@@ -180,7 +180,14 @@ def worker(args) -> int:
             value = f"{item.value:.2f}" if item.value is not None else "-"
             print(f"{item.model} slot {item.slot}: {item.status}, {item.score_name} {value}", flush=True)
 
-    count = train_waiting_trials(store.url, list(dict.fromkeys(names)), out, on_finished=say, **_machine_flags(args))
+    names = list(dict.fromkeys(names))
+    if args.jobs > 1:  # worker processes placed over the GPUs of --device, each printing its own lines
+        from bench.studies.placement import start_workers
+
+        start_workers(store.url, names, out, args.jobs, args.device, data_root=args.data_root,
+                      inception_weights=args.inception_weights, quiet=args.quiet)
+        return 0
+    count = train_waiting_trials(store.url, names, out, on_finished=say, **_machine_flags(args))
     if not args.quiet:
         print(f"no waiting trials left; this worker trained {count}")
     return 0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Optional
 
@@ -209,17 +209,11 @@ def make_trial_config(
 
 
 def resolve_device(device: str) -> str:
-    import torch
+    """The one device a process trains on: the first `--device` names (a list is for `--jobs`,
+    bench/studies/placement.py spreads its workers over it)."""
+    from bench.devices import device_list
 
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise BenchError(f"--device {device} was asked for but no CUDA device is available; use --device cpu or auto")
-        return device
-    if device == "cpu":
-        return device
-    raise BenchError(f"unknown device {device!r}; accepted: auto, cpu, cuda, cuda:N")
+    return device_list(device)[0]
 
 
 def default_cache_dir() -> Path:

@@ -261,8 +261,9 @@ def _flops_per_step(config: TrialConfig, image_shape) -> Optional[float]:
 
 
 def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"cuda ({torch.cuda.get_device_name(device)})"
+    if device.type == "cuda":  # with its index: the trials of `--jobs N` run on several GPUs
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return f"cuda:{index} ({torch.cuda.get_device_name(device)})"
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 

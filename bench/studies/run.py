@@ -3,13 +3,12 @@
 The run folder holds `run.json` (protocol, models, budget, storage), the default storage
 (`optuna.journal`) and the trial folders (`MODEL/PROTOCOL/slot-NNNN`). Rerunning the same
 command resumes: lost trials are re-queued, finished slots are never trained again, and a larger
-budget only adds slots. `--jobs N` starts N `bench worker` processes that share the storage.
+budget only adds slots. `--jobs N` starts N `bench worker` processes that share the storage,
+placed round-robin over the GPUs of `--device` (bench/studies/placement.py).
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -27,9 +26,8 @@ from bench.scores import score_for
 from bench.studies.protocol import RunProtocol
 from bench.studies.study import (enqueue_search, enqueue_seeds, open_study, requeue_failed, retire_stale_reruns,
                                  summarize, trial_score)
+from bench.studies.placement import start_workers
 from bench.studies.worker import Finished, reclaim_lost_trials, train_waiting_trials
-
-POLL_SECONDS = 2.0
 
 
 @dataclass
@@ -144,38 +142,10 @@ def _train_queued(request: RunRequest, store: StudyStore, names: list[str]) -> N
                                  inception_weights=request.inception_weights, progress=request.progress,
                                  on_finished=report.finished)
         else:
-            _run_worker_processes(request, store.url, names, report)
+            start_workers(store.url, names, request.out, request.jobs, request.device, data_root=request.data_root,
+                          inception_weights=request.inception_weights, poll=report.poll)
     finally:
         report.close()
-
-
-def _run_worker_processes(request: RunRequest, url: str, names: list[str], report: "_Reporter") -> None:
-    command = [sys.executable, "-m", "bench", "worker", "--storage", url, "--out", str(request.out),
-               "--device", request.device, "--no-progress", "--quiet"]
-    for name in names:
-        command += ["--study", name]
-    if request.data_root:
-        command += ["--data-root", str(request.data_root)]
-    if request.inception_weights:
-        command += ["--inception-weights", str(request.inception_weights)]
-    # Workers share the cores: N processes with all-core thread pools each would oversubscribe
-    # them, and CPU training slows down several-fold (measured: 0.03 -> 0.3 s per 8x8 step).
-    threads = max(1, (os.cpu_count() or 1) // request.jobs)
-    env = {**os.environ, "BENCH_PARENT_PID": str(os.getpid()), "BENCH_THREADS": str(threads)}
-    workers = [subprocess.Popen(command, env=env) for _ in range(request.jobs)]
-    try:
-        while any(w.poll() is None for w in workers):
-            report.poll()
-            time.sleep(POLL_SECONDS)
-        report.poll()
-    finally:
-        for w in workers:
-            if w.poll() is None:
-                w.terminate()
-    failed = [w.returncode for w in workers if w.returncode not in (0, None)]
-    if failed:
-        raise BenchError(f"{len(failed)} of {len(workers)} worker processes exited with an error "
-                         f"(codes {failed}); rerun the same command to resume")
 
 
 class _Reporter:
