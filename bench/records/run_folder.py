@@ -15,6 +15,7 @@ from typing import Optional
 from bench.config import known_keys
 from bench.errors import BenchError
 from bench.files import atomic_write_json, now, read_json
+from bench.records.protocol import RunProtocol
 from bench.records.storage import JOURNAL_NAME
 
 RUN_FILE = "run.json"
@@ -24,9 +25,7 @@ _FOLDER_PREFIX = {SEARCH: "slot", SEEDS: "seed"}
 
 
 def legacy_digest(protocol: dict) -> str:
-    """The digest a protocol stored without one was named by (the rule of bench/studies/protocol.py)."""
-    from bench.studies.protocol import RunProtocol
-
+    """The digest a protocol stored without one was named by (`RunProtocol.digest`'s rule)."""
     return RunProtocol.from_dict(protocol).digest
 
 

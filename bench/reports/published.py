@@ -25,7 +25,7 @@ def follows_study(protocol: dict) -> bool:
     """True when a run's protocol is the paper preset's for a dataset of the study."""
     from bench.studies.protocol import resolve_protocol
 
-    from bench.studies.protocol import RunProtocol
+    from bench.records.protocol import RunProtocol
 
     if protocol.get("dataset") not in DATASETS:
         return False

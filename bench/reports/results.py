@@ -81,7 +81,7 @@ def _run_rows(run_dir: Path, label: str) -> list[dict]:
 
 def _protocol_fields(stored: dict) -> dict:
     """Every protocol field, those added after the run was stored at their defaults."""
-    from bench.studies.protocol import RunProtocol
+    from bench.records.protocol import RunProtocol
 
     return RunProtocol.from_dict(stored).to_dict()
 

@@ -35,7 +35,7 @@ def rank_model(model_spec: str, dataset: str, budget: int, against: Path, *, job
                data_root: Optional[Path] = None, inception_weights: Optional[Path] = None, progress: bool = True,
                draws: int = DRAWS, seed: int = 0) -> Ranking:
     from bench.data import get_dataset
-    from bench.studies.protocol import RunProtocol
+    from bench.records.protocol import RunProtocol
     from bench.studies.run import RunRequest, parse_models, run_study
 
     if budget < 1:

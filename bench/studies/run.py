@@ -23,7 +23,7 @@ from bench.records.run_folder import RUN_FILE, SEARCH, SEEDS, RunRecord
 from bench.records.storage import check_storage_url, default_storage_url
 from bench.records.study_store import StudyStore
 from bench.scores import score_for
-from bench.studies.protocol import RunProtocol
+from bench.records.protocol import RunProtocol
 from bench.studies.study import (enqueue_search, enqueue_seeds, open_study, requeue_failed, retire_stale_reruns,
                                  summarize, trial_score)
 from bench.studies.placement import start_workers

@@ -16,7 +16,7 @@ from bench.models import get_model_class
 from bench.records.run_folder import SEARCH, SEEDS
 from bench.records.study_store import STALE, StoredStudy, StudyMeta, StudyStore, study_name as _name
 from bench.scores import FID, Score, score_for
-from bench.studies.protocol import RunProtocol
+from bench.records.protocol import RunProtocol
 from bench.studies.search import SEED_RERUN_BASE, configuration, distributions
 
 __all__ = ["SEARCH", "SEEDS", "STALE", "SlotSummary", "enqueue_search", "enqueue_seeds", "open_study",

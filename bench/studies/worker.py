@@ -29,7 +29,7 @@ from bench.records.run_folder import trial_path
 from bench.records.study_store import StoredStudy, StudyStore
 from bench.records.trial_folder import TrialFolder
 from bench.scores import score_for
-from bench.studies.protocol import RunProtocol
+from bench.records.protocol import RunProtocol
 
 HEARTBEAT_SECONDS = 15.0
 GRACE_SECONDS = 300.0  # a trial on another host is presumed lost after this long without a heartbeat

@@ -12,7 +12,7 @@ from bench.records.evaluation import EvalRecord, read_records
 from bench.records.run_folder import RunRecord
 from bench.records.study_store import StudyStore
 from bench.reports.results import load_results
-from bench.studies.protocol import RunProtocol
+from bench.records.protocol import RunProtocol
 from bench.studies.status import status_rows
 
 LEGACY = Path(__file__).resolve().parents[1] / "fixtures" / "run-2026-11-triangles"

@@ -10,7 +10,7 @@ from optuna.trial import TrialState, create_trial
 from bench.files import atomic_write_json
 from bench.models import get_model_class
 from bench.scores import score_for
-from bench.studies.protocol import RunProtocol
+from bench.records.protocol import RunProtocol
 from bench.studies.search import distributions
 from bench.records.storage import default_storage_url, open_storage
 from bench.records.study_store import StudyStore

@@ -13,7 +13,7 @@ import json
 import pytest
 
 from bench.reports.plots import FIGURES
-from bench.studies.protocol import RunProtocol
+from bench.records.protocol import RunProtocol
 from bench.records.study_store import StudyStore
 from bench.studies.study import SEEDS, study_name, summarize
 from bench.reports.report import write_report

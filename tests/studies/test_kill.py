@@ -10,7 +10,7 @@ from pathlib import Path
 
 import optuna
 
-from bench.studies.protocol import RunProtocol
+from bench.records.protocol import RunProtocol
 from bench.records.storage import open_storage
 from bench.studies.study import study_name
 
