@@ -27,7 +27,11 @@ def test_npz_scores_equal_a_direct_computation(blob_folder, reference_images, tm
     real = extract_features(extractor, reference_images[:64], progress=False)
     fake = extract_features(extractor, torch.from_numpy(samples[:64].transpose(0, 3, 1, 2).copy()), progress=False)
     direct = compute_metrics(("fid", "kid", "pr", "dc", "is"), real["features"], fake["features"], fake["logits"])
-    assert result.metrics == pytest.approx(direct.values, rel=1e-9)
+    # FID on the evaluator's device path uses torch's eigensolver, the direct one NumPy's: with fewer
+    # samples than dimensions the null eigenvalues' round-off enters as ~1e-8 in absolute terms.
+    assert result.metrics["fid"] == pytest.approx(direct.values["fid"], abs=1e-7)
+    assert {k: v for k, v in result.metrics.items() if k != "fid"} == pytest.approx(
+        {k: v for k, v in direct.values.items() if k != "fid"}, rel=1e-9)
     stored = json.loads(out.read_text())
     assert stored["n"] == 64 and stored["metrics"] == pytest.approx(result.metrics)
     assert stored["protocol"]["n_real"] == 64 and stored["protocol"]["standard"] is False

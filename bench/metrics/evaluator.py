@@ -16,17 +16,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional
 
-import numpy as np
 import torch
 
 from bench.data.base import ImageSplit
 from bench.metrics.feature_extractor_base import FeatureExtractor, extract_features
 from bench.metrics.metric_set import MetricSettings, settings_dict
+from bench.metrics.reference_side import reference_side
 from bench.metrics.reference_stats import reference_statistics
 from bench.metrics.registry import MetricInputs, get_metric, parse_metrics, registered_metrics, trial_metrics
 from bench.numerics import METRICS
 
 SAMPLE_INPUT = "float [0,1] x 255 = float [0,255], not quantised"
+INCEPTION_BATCH = {"cpu": 64, "cuda": 250}  # images per feature-extractor call, by device type
 
 
 @dataclass
@@ -48,13 +49,15 @@ class SampleEvaluator:
     """
 
     def __init__(self, dataset_name: str, reference: ImageSplit, n: int, extractor: FeatureExtractor,
-                 device=None, cache_dir: Optional[Path] = None, progress: bool = True, batch_size: int = 64,
+                 device=None, cache_dir: Optional[Path] = None, progress: bool = True, batch_size: Optional[int] = None,
                  metrics: Optional[Iterable[str]] = None, settings: MetricSettings = MetricSettings(),
                  model=None, test_images: Optional[torch.Tensor] = None, nll_k: int = 1,
                  data_root: Optional[Path] = None):
         if n < 2:
             raise ValueError(f"need at least 2 samples for a covariance, got n={n}")
         self.dataset_name, self.n, self.extractor = dataset_name, n, extractor
+        # Inception batches: larger on a GPU, where 64 images keep it a fraction busy (unmeasured).
+        batch_size = batch_size or INCEPTION_BATCH.get(extractor.device.type, 64)
         self.device, self.progress, self.batch_size = device, progress, batch_size
         self.settings, self.model, self.test_images = settings, model, test_images
         self.nll_k, self.cache_dir, self.data_root = nll_k, cache_dir, data_root
@@ -63,6 +66,7 @@ class SampleEvaluator:
         self.reference = reference.head(n)
         self.stats = reference_statistics(self.reference, dataset_name, extractor, device=device, cache_dir=cache_dir,
                                           progress=progress, batch_size=batch_size)
+        self.side = reference_side(self.stats, extractor.device)  # once per process and device
         self._last_protocol: dict = {}
         self._last_beside: dict = {}  # protocol entries stored beside per_metric (the NLL's)
 
@@ -75,13 +79,13 @@ class SampleEvaluator:
         if samples.is_floating_point() and not torch.isfinite(samples).all():
             return Evaluation(finite=False)
         out = extract_features(self.extractor, samples, batch_size=self.batch_size, device=self.device,
-                               progress=self.progress)
-        if not all(np.isfinite(v).all() for v in out.values()):
+                               progress=self.progress, on_device=True)
+        if not bool(torch.stack([torch.isfinite(v).all() for v in out.values()]).all()):  # one host read
             return Evaluation(finite=False)
         reason = (f"{self.extractor.name} has no classifier layer "
                   f"(weights: {self.extractor.protocol().get('weights_source', 'n/a')})")
-        inputs = MetricInputs(real_features=self.stats.features, fake_features=out["features"],
-                              fake_logits=out.get("logits"), real_stats=(self.stats.mu, self.stats.sigma),
+        inputs = MetricInputs(real_features=self.side.features, fake_features=out["features"],
+                              fake_logits=out.get("logits"), reference=self.side,
                               settings=self.settings, device=self.device, no_logits_reason=reason, n_fake=self.n,
                               model=self.model, test_images=self.test_images, dataset=self.dataset_name,
                               nll_k=self.nll_k, cache_dir=self.cache_dir, data_root=self.data_root)

@@ -51,8 +51,10 @@ def extract_features(
     batch_size: int = 64,
     device=None,
     progress: bool = True,
+    on_device: bool = False,
 ) -> dict:
-    """Features (and logits, when the extractor has them) of `images` as float64 numpy arrays.
+    """Features (and logits, when the extractor has them) of `images` as float64 numpy arrays, or
+    with `on_device` as float64 tensors left on the extractor's device (no copy to the host).
 
     `images`: uint8 [N, C, H, W] in 0..255 (real data) or float [N, C, H, W] in [0, 1] (generated
     samples). Floats are multiplied by 255 and NOT quantised (PROTOCOL §5, as compare_gan fed its
@@ -82,8 +84,9 @@ def extract_features(
             if x.shape[1] == 1:
                 x = x.expand(-1, 3, -1, -1)
             for key, value in extractor(x).items():
-                chunks.setdefault(key, []).append(value.to("cpu", torch.float64))
+                chunks.setdefault(key, []).append(value.to(device if on_device else "cpu", torch.float64))
             bar.update(len(batch))
     if not chunks:  # no images
         return {"features": np.zeros((0, extractor.feature_dim))}
-    return {key: torch.cat(parts).numpy() for key, parts in chunks.items()}
+    out = {key: torch.cat(parts) for key, parts in chunks.items()}
+    return out if on_device else {key: value.numpy() for key, value in out.items()}

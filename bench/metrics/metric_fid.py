@@ -5,11 +5,15 @@ square roots of the eigenvalues of the symmetric PSD matrix Σ1^½ Σ2 Σ1^½ (s
 Symmetric eigensolvers need no complex arithmetic and cannot fail the way `scipy.linalg.sqrtm`
 does on singular covariances (fewer samples than dimensions); negative round-off eigenvalues are
 clamped at 0.
+
+Trials compute it in float64 torch on their device (`fid_to_reference`), with the reference
+side's Σ_r^½ made once (bench/metrics/reference_side.py); the NumPy form is the API for arrays.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 
 def feature_statistics(features) -> tuple[np.ndarray, np.ndarray]:
@@ -47,3 +51,28 @@ def fid_from_features(real, fake) -> float:
     """FID between two feature sets [N1, d] and [N2, d]."""
     (mu1, s1), (mu2, s2) = feature_statistics(real), feature_statistics(fake)
     return frechet_distance(mu1, s1, mu2, s2)
+
+
+def statistics_torch(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`feature_statistics` on the features' device, in float64."""
+    f = features.to(torch.float64)
+    if f.dim() != 2 or f.shape[0] < 2:
+        raise ValueError(f"features must be [N >= 2, d], got shape {tuple(f.shape)}")
+    mu = f.mean(dim=0)
+    centered = f - mu
+    return mu, centered.T @ centered / (f.shape[0] - 1)
+
+
+def sqrt_psd_torch(sigma: torch.Tensor) -> torch.Tensor:
+    w, v = torch.linalg.eigh(sigma)
+    return (v * w.clamp(min=0).sqrt()) @ v.T
+
+
+def fid_to_reference(reference, fake_features: torch.Tensor) -> float:
+    """FID of fake features [N, d] against a reference side (mu, sigma_root, trace; see
+    bench/metrics/reference_side.py), in float64 on the reference's device; one host read."""
+    mu_f, sigma_f = statistics_torch(fake_features.to(reference.mu.device))
+    m = reference.sigma_root @ sigma_f @ reference.sigma_root
+    tr_covmean = torch.linalg.eigvalsh((m + m.T) / 2).clamp(min=0).sqrt().sum()
+    diff = reference.mu - mu_f
+    return float(diff @ diff + reference.trace + torch.trace(sigma_f) - 2 * tr_covmean)

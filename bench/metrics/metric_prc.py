@@ -54,10 +54,13 @@ def knn_radii(a: torch.Tensor, k: int, batch_size: int = 1024) -> torch.Tensor:
     return torch.cat(radii)
 
 
-def precision_recall(real, fake, k: int = 3, batch_size: int = 1024, device=None, dtype=torch.float64) -> dict:
-    """{"precision", "recall"} of fake [M, d] against real [N, d] (Kynkäänniemi 2019)."""
+def precision_recall(real, fake, k: int = 3, batch_size: int = 1024, device=None, dtype=torch.float64,
+                     real_radii=None) -> dict:
+    """{"precision", "recall"} of fake [M, d] against real [N, d] (Kynkäänniemi 2019); `real_radii`:
+    the real set's k-NN radii when already made (they depend on the real set alone)."""
     x, y = _prepare(real, fake, k, device, dtype, fake_balls=True)
-    r_real, r_fake = knn_radii(x, k, batch_size), knn_radii(y, k, batch_size)
+    r_real = knn_radii(x, k, batch_size) if real_radii is None else real_radii.to(x.device, x.dtype)
+    r_fake = knn_radii(y, k, batch_size)
     fake_inside = 0
     real_covered = torch.zeros(len(x), dtype=torch.bool, device=x.device)
     # One pass over fake-vs-real distances serves both directions.
@@ -68,10 +71,11 @@ def precision_recall(real, fake, k: int = 3, batch_size: int = 1024, device=None
     return {"precision": fake_inside / len(y), "recall": float(real_covered.double().mean())}
 
 
-def density_coverage(real, fake, k: int = 5, batch_size: int = 1024, device=None, dtype=torch.float64) -> dict:
-    """{"density", "coverage"} of fake [M, d] against real [N, d] (Naeem 2020)."""
+def density_coverage(real, fake, k: int = 5, batch_size: int = 1024, device=None, dtype=torch.float64,
+                     real_radii=None) -> dict:
+    """{"density", "coverage"} of fake [M, d] against real [N, d] (Naeem 2020); `real_radii` as above."""
     x, y = _prepare(real, fake, k, device, dtype, fake_balls=False)
-    r_real = knn_radii(x, k, batch_size)
+    r_real = knn_radii(x, k, batch_size) if real_radii is None else real_radii.to(x.device, x.dtype)
     inside = 0
     nearest_fake = torch.full((len(x),), float("inf"), dtype=x.dtype, device=x.device)
     for start in range(0, len(y), batch_size):

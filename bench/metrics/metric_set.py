@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Optional
 
 import numpy as np
+import torch
 
 from bench.errors import BenchError
 from bench.metrics import metric_fid, metric_isc, metric_kid, metric_prc, metric_prd
@@ -39,10 +40,13 @@ class MetricSettings:
 
 @register_metric("fid", columns=("fid",), needs=FEATURES, description="Fréchet distance of Gaussian fits")
 def _fid(x: MetricInputs) -> MetricOutput:
-    mu_r, sigma_r = x.real_stats if x.real_stats is not None else metric_fid.feature_statistics(x.real_features)
-    mu_f, sigma_f = metric_fid.feature_statistics(x.fake_features)
-    return MetricOutput({"fid": metric_fid.frechet_distance(mu_r, sigma_r, mu_f, sigma_f)},
-                        protocol={"form": "float64, eigvalsh of sigma_real^1/2 sigma_fake sigma_real^1/2"})
+    if x.reference is not None:  # a trial's or `bench score`'s evaluator: on the device, Σ_r^½ made once
+        value = metric_fid.fid_to_reference(x.reference, x.fake_features)
+    else:
+        mu_r, sigma_r = x.real_stats if x.real_stats is not None else metric_fid.feature_statistics(x.real_features)
+        mu_f, sigma_f = metric_fid.feature_statistics(x.fake_features)
+        value = metric_fid.frechet_distance(mu_r, sigma_r, mu_f, sigma_f)
+    return MetricOutput({"fid": value}, protocol={"form": "float64, eigvalsh of sigma_real^1/2 sigma_fake sigma_real^1/2"})
 
 
 @register_metric("kid", columns=("kid_mean", "kid_std"), needs=FEATURES, table_columns=("kid_mean",),
@@ -57,14 +61,16 @@ def _kid(x: MetricInputs) -> MetricOutput:
 @register_metric("pr", columns=("precision", "recall"), needs=FEATURES, description="k-NN balls, Kynkäänniemi 2019")
 def _pr(x: MetricInputs) -> MetricOutput:
     k = x.settings.pr_k
-    return MetricOutput(metric_prc.precision_recall(x.real_features, x.fake_features, k=k, device=x.device),
+    return MetricOutput(metric_prc.precision_recall(x.real_features, x.fake_features, k=k, device=x.device,
+                                                    real_radii=_radii(x, k)),
                         protocol={"k": k, "inside": "<=", "radius": "k-th neighbour excluding self"})
 
 
 @register_metric("dc", columns=("density", "coverage"), needs=FEATURES, description="Naeem 2020")
 def _dc(x: MetricInputs) -> MetricOutput:
     k = x.settings.dc_k
-    return MetricOutput(metric_prc.density_coverage(x.real_features, x.fake_features, k=k, device=x.device),
+    return MetricOutput(metric_prc.density_coverage(x.real_features, x.fake_features, k=k, device=x.device,
+                                                    real_radii=_radii(x, k)),
                         protocol={"k": k, "inside": "<", "radius": "k-th real neighbour excluding self"})
 
 
@@ -72,7 +78,8 @@ def _dc(x: MetricInputs) -> MetricOutput:
                  description="Sajjadi 2018; repeated k-means, left to `bench score`")
 def _prd(x: MetricInputs) -> MetricOutput:
     s = x.settings
-    result = metric_prd.prd(x.fake_features, x.real_features, num_clusters=s.prd_clusters, num_angles=s.prd_angles,
+    result = metric_prd.prd(_host(x.fake_features), _host(x.real_features), num_clusters=s.prd_clusters,
+                            num_angles=s.prd_angles,
                             num_runs=s.prd_runs, enforce_balance=False, seed=s.prd_seed)
     return MetricOutput({"prd_f8": result.f_beta, "prd_f1_8": result.f_beta_inv},
                         protocol={"clusters": s.prd_clusters, "angles": s.prd_angles, "runs": s.prd_runs,
@@ -88,6 +95,15 @@ def _is(x: MetricInputs) -> MetricOutput:
     mean, std = metric_isc.inception_score(x.fake_logits, splits=splits)
     return MetricOutput({"is_mean": mean, "is_std": std},
                         protocol={"splits": splits, "logits": "1008, without bias", "shuffle": False})
+
+
+def _radii(x: MetricInputs, k: int):
+    return x.reference.radii(k) if x.reference is not None else None
+
+
+def _host(features):
+    """PRD's k-means runs in NumPy."""
+    return features.cpu().numpy() if torch.is_tensor(features) else features
 
 
 @dataclass

@@ -45,6 +45,7 @@ class MetricInputs:
     fake_features: Optional[np.ndarray] = None
     fake_logits: Optional[np.ndarray] = None
     real_stats: Optional[tuple] = None  # cached (mu, sigma) of the reference features
+    reference: object = None  # bench.metrics.reference_side.ReferenceSide: the reference half, on the device
     settings: object = None  # bench.metrics.metric_set.MetricSettings
     device: object = None
     no_logits_reason: str = "the feature extractor has no classifier layer"

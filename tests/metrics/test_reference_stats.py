@@ -94,7 +94,9 @@ def test_evaluator_scores_and_records_protocol(tmp_path):
     result = ev.evaluate(noise).metrics
     ref_feats = ev.stats.features
     expected = fid_from_features(ref_feats, extract_features(ev.extractor, noise, progress=False)["features"])
-    assert result["fid"] == pytest.approx(expected, rel=1e-9) and result["fid"] > 1
+    # The evaluator's FID is torch's float64 eigensolver on the device, this one NumPy's: with fewer
+    # samples than dimensions the square roots of the null eigenvalues' round-off (~1e-8 each) differ.
+    assert result["fid"] == pytest.approx(expected, rel=1e-7) and result["fid"] > 1
     assert {"kid_mean", "kid_std", "precision", "recall", "density", "coverage", "is_mean", "is_std"} <= set(result)
     protocol = ev.protocol()
     assert protocol["n_real"] == 50 and protocol["n_fake"] == 50
