@@ -21,6 +21,10 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
+def _pack(text: str):
+    return text if text == "auto" else _positive_int(text)
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -62,12 +66,14 @@ OPTIONS = {
     "--nll-k": (dict(type=_positive_int), "explicit models: importance samples of the NLL bound"),
     "--nll-n": (dict(type=_positive_int), "explicit models: test images of the NLL, at most the dataset's "
                 "reference split"),
-    "--numerics": (dict(choices=CHOICES["numerics"]), "float32 (as the study) or tf32: TF32 matmuls and "
-                   "convolutions on CUDA"),
+    "--numerics": (dict(choices=CHOICES["numerics"]), "float32 (as the study); tf32: TF32 matmuls and "
+                   "convolutions on CUDA; float64: a slow reference for checking two code paths agree"),
     "--search": (dict(choices=CHOICES["search"]), "search ranges (PROTOCOL §4)"),
     "--match": (dict(choices=CHOICES["match"]), "what is held equal across models: steps (the study) or the "
                 "FLOPs ns_gan spends"),
     "--jobs": (dict(type=_positive_int, default=DEFAULTS["jobs"]), "worker processes on this machine"),
+    "--pack": (dict(type=_pack, default=DEFAULTS["pack"]), "trials of one model each worker trains as one batched "
+               "computation, where the model packs (`bench list models`); auto: 1 on a CPU, 8 on a GPU"),
     "--draws": (dict(type=_positive_int, default=DEFAULTS["draws"]), "bootstrap draws for budget curves "
                 "and rankings"),
     "--device": (dict(default=DEFAULTS["device"]), "auto or cuda (every visible GPU, else auto: the CPU), cpu, "
@@ -179,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seeds", type=_non_negative_int,
                      help=f"retrain each model's best configuration with N further seeds (default: the preset's"
                      f"{_seeds_of_presets()}; --seeds 0 turns it off)")
-    add_options(run, "--jobs")
+    add_options(run, "--jobs", "--pack")
     run.add_argument("--storage", help="study storage URL (default: a journal file in the run folder; "
                      "postgresql://... lets `bench worker` on other machines join)")
     run.add_argument("--out", type=Path, help="run folder (default runs/DATASET)")
@@ -198,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--study", required=True, action="append",
                         help="a study name, or a prefix such as the dataset name for all of its studies (repeatable)")
     worker.add_argument("--out", type=Path, help="where trial folders go (default: the run folder when --storage is one, else runs/DATASET)")
-    add_options(worker, "--jobs", *MACHINE_OPTIONS)
+    add_options(worker, "--jobs", "--pack", *MACHINE_OPTIONS)
     worker.add_argument("--quiet", action="store_true", help="no line per finished trial")
 
     status = command("status", commands.status, help="per-model progress of a run")
@@ -239,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     rank.add_argument("--dataset", required=True, help="the dataset of the run in --against")
     rank.add_argument("--budget", required=True, type=_positive_int, help="configurations of the new model")
     rank.add_argument("--against", required=True, type=Path, help="run folder (or a folder of run folders)")
-    add_options(rank, "--jobs", "--draws", *MACHINE_OPTIONS)
+    add_options(rank, "--jobs", "--pack", "--draws", *MACHINE_OPTIONS)
     return parser
 
 

@@ -150,7 +150,8 @@ def run(args) -> int:
     out = args.out or Path("runs") / _slug(args.dataset)
     seeds = preset_seeds(args.preset) if args.seeds is None else args.seeds
     request = RunRequest(models=models, protocol=protocol, budget=args.budget, out=out, seeds=seeds,
-                         jobs=args.jobs, storage=args.storage, force=args.force, **_machine_flags(args))
+                         jobs=args.jobs, pack=args.pack, storage=args.storage, force=args.force,
+                         **_machine_flags(args))
     run_study(request)
     _, rows = status_rows(out)
     print(format_table(rows))
@@ -185,9 +186,9 @@ def worker(args) -> int:
         from bench.studies.placement import start_workers
 
         start_workers(store.url, names, out, args.jobs, args.device, data_root=args.data_root,
-                      inception_weights=args.inception_weights, quiet=args.quiet)
+                      inception_weights=args.inception_weights, quiet=args.quiet, pack=args.pack)
         return 0
-    count = train_waiting_trials(store.url, names, out, on_finished=say, **_machine_flags(args))
+    count = train_waiting_trials(store.url, names, out, on_finished=say, pack=args.pack, **_machine_flags(args))
     if not args.quiet:
         print(f"no waiting trials left; this worker trained {count}")
     return 0
@@ -232,7 +233,7 @@ def rank(args) -> int:
     from bench.scores import score_for
     from bench.textfmt import format_table
 
-    ranking = rank_model(args.model, args.dataset, args.budget, args.against, jobs=args.jobs, draws=args.draws,
+    ranking = rank_model(args.model, args.dataset, args.budget, args.against, jobs=args.jobs, pack=args.pack, draws=args.draws,
                          **_machine_flags(args))
     score = score_for(args.dataset)
     print(f"ranking at budget {ranking.budget} (bootstrap mean of the {score.best_word} "

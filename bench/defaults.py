@@ -33,6 +33,7 @@ DEFAULTS = {
     "preset": "paper",
     # How a command runs: never changes a number.
     "jobs": 1,
+    "pack": "auto",  # trials of one model trained as one (bench/packing; bench/devices.py AUTO_PACK)
     "device": "auto",
     # Reports: bootstrap draws of budget curves and rankings.
     "draws": 5000,
@@ -48,7 +49,7 @@ DEFAULTS = {
 # numerics names; they are repeated here so that `bench --help` needs no torch (tests check both agree).
 CHOICES = {
     "extractor": ("inception", "tiny"),
-    "numerics": ("float32", "tf32"),
+    "numerics": ("float32", "tf32", "float64"),
     "search": ("wide", "narrow"),
     "match": ("steps", "flops"),
     "nll": ("bound", "ais"),  # `bench score --checkpoint DIR --nll METHOD`

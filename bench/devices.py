@@ -10,6 +10,19 @@ from typing import Optional
 from bench.errors import BenchError
 
 
+# Trials per pack where `--pack auto` (bench/packing): 1 on a CPU, where packing gains little (and
+# costs memory); on a GPU a provisional value, not yet measured (benchmarks/packed_training.py
+# prints the per-configuration step times from which it is to be chosen; benchmarks/RESULTS.md).
+AUTO_PACK = {"cpu": 1, "cuda": 8}
+
+
+def pack_size(pack, device: str) -> int:
+    """What `--pack` (a positive int or "auto") means for a worker training on `device`."""
+    if pack == "auto":
+        return AUTO_PACK["cuda" if str(device).startswith("cuda") else "cpu"]
+    return int(pack)
+
+
 def cuda_device_count() -> int:
     import torch
 

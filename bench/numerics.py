@@ -25,7 +25,7 @@ from bench.errors import BenchError
 
 @dataclass(frozen=True)
 class Numerics:
-    dtype: str = "float32"  # parameters and activations; the study's models train in float32 only
+    dtype: str = "float32"  # parameters and activations; the study's models train in float32 (float64: a reference)
     tf32_matmul: bool = False
     tf32_conv: bool = False
     cudnn_benchmark: bool = False  # autotuned kernels may differ run to run
@@ -50,12 +50,19 @@ class Numerics:
     def applied(self) -> Iterator["Numerics"]:
         """These flags inside the block, the caller's after it (an exception included), restored as
         the caller set them (PyTorch refuses to read flags set through a mix of its two APIs)."""
-        before = _raw()
+        before, default_dtype = _raw(), torch.get_default_dtype()
         _set(self)
+        # New tensors (z, noise, batches) take the trial's dtype; the model is cast to it (bench/train.py).
+        torch.set_default_dtype(self.torch_dtype)
         try:
             yield self
         finally:
+            torch.set_default_dtype(default_dtype)
             _restore(before)
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return getattr(torch, self.dtype)
 
 
 # PyTorch 2.9 added per-backend `fp32_precision` settings beside the older flags (`allow_tf32`,
@@ -117,6 +124,11 @@ def _set(numerics: Numerics) -> None:
 NUMERICS = {
     "float32": Numerics(),
     "tf32": Numerics(tf32_matmul=True, tf32_conv=True),
+    # A reference, not a protocol: float32 training is chaotic, so two computations of one trial
+    # that differ only in summation order (a pack and a trial alone, two thread counts) part after
+    # a few dozen steps. In float64 they agree to many digits, which tests that they are the same
+    # computation. Initial weights are the float32 ones, cast.
+    "float64": Numerics(dtype="float64"),
 }
 # Inception and every other feature extractor; the triangle metric and the NLL (bench/train.py):
 # a trial's numbers never depend on the flags it trained under.

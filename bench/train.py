@@ -97,7 +97,8 @@ def train_until(model, batches: DeviceBatches, rng: torch.Generator, monitor: Lo
 class _Trial:
     """A trial being trained: its model, random stream, clock, evaluator and folder."""
 
-    def __init__(self, config: TrialConfig, options: RunOptions, folder: TrialFolder, state: Optional[TrialState]):
+    def __init__(self, config: TrialConfig, options: RunOptions, folder: TrialFolder, state: Optional[TrialState],
+                 pack: int = 1):
         self.config, self.options, self.folder = config, options, folder
         self.device = torch.device(resolve_device(options.device))
         dataset = get_dataset(config.dataset)
@@ -110,6 +111,7 @@ class _Trial:
 
         torch.manual_seed(config.seed)  # initialisation runs on the CPU: the same weights on every device
         self.model = build_model(config.model, dataset.info.image_shape, config.hparams, self.device)
+        self.model.to(numerics_named(config.numerics).torch_dtype)  # float32 weights, cast for a float64 reference
         self.rng = torch.Generator(device=self.device)
         self.rng.manual_seed(config.seed)
         self.train_seconds = self.eval_seconds = 0.0
@@ -121,9 +123,10 @@ class _Trial:
         self.batches = DeviceBatches(train_split.images.to(self.device), config.batch_size, config.seed)
         self.evaluator = _make_evaluator(config, dataset.name, reference, self.model, self.device, options)
         noise_rng = torch.Generator().manual_seed(EVAL_NOISE_SEED)
-        self.eval_z = self.model.sample_noise(config.eval_samples, noise_rng, "cpu").to(self.device)
+        self.eval_z = self.model.sample_noise(config.eval_samples, noise_rng, "cpu").to(self.device, self.model_dtype)
         self.monitor = LossMonitor()
-        self.run_info = {"device": _device_name(self.device), "host": platform.node(), "bench_version": bench.__version__}
+        self.run_info = {"device": _device_name(self.device), "pack": pack, "host": platform.node(),
+                         "bench_version": bench.__version__}
         records = folder.evaluations()
         self.recorded = {r["step"] for r in records}
         self.last_fid = records[-1]["metrics"].get("fid") if records else None
@@ -151,36 +154,61 @@ class _Trial:
             return self._run(on_step)
 
     def _run(self, on_step) -> TrialResult:
-        config = self.config
-        points = config.evaluation_steps()
-        self._write_state("running")
-        # A kill between writing a checkpoint and appending its record leaves the record missing.
-        if self.step in points and self.step not in self.recorded:
-            if not self._evaluate_and_record():
-                return self._finish("diverged", diverged_at_step=self.step)
-        bar = tqdm(total=config.steps, initial=self.step, desc=f"{config.model} on {config.dataset}", unit="step",
-                   disable=not self.options.progress, file=sys.stderr, dynamic_ncols=True, smoothing=0.05)
+        if not self.begin():
+            return self.diverge(self.step)
+        bar = self.progress_bar(self.config.model)
 
         def progress(done: int) -> None:
             bar.update(done - bar.n)
             bar.set_postfix(_postfix(self.monitor.latest, self.last_fid), refresh=False)
 
         try:
-            for point in (p for p in points if p > self.step):
+            for point in self.points_ahead():
                 t0 = time.perf_counter()
                 bad_step = train_until(self.model, self.batches, self.rng, self.monitor, self.step, point, on_step, progress)
                 self.train_seconds += time.perf_counter() - t0
                 if bad_step is not None:
-                    self.step = bad_step
-                    return self._finish("diverged", diverged_at_step=bad_step)
-                self.step = point
-                if not self._evaluate_and_record():
-                    return self._finish("diverged", diverged_at_step=point)
-                self._write_state("running")
+                    return self.diverge(bad_step)
+                ended = self.reach(point)
+                if ended is not None:
+                    return ended
                 progress(point)
         finally:
             bar.close()
-        return self._finish("complete")
+        return self.finish("complete")
+
+    # --- the steps of a trial, shared with packed trials (bench/packing/packed_trials.py) ------
+
+    def begin(self) -> bool:
+        """Mark the trial running; False if the point it resumes at has non-finite samples.
+
+        A kill between writing a checkpoint and appending its record leaves the record missing:
+        that point is evaluated again here (same weights, same z)."""
+        self._write_state("running")
+        if self.step in self.config.evaluation_steps() and self.step not in self.recorded:
+            return self._evaluate_and_record()
+        return True
+
+    def points_ahead(self) -> list:
+        return [p for p in self.config.evaluation_steps() if p > self.step]
+
+    def reach(self, point: int) -> Optional[TrialResult]:
+        """The trial has trained to evaluation point `point`: evaluate and record it; the result
+        if that ends the trial (non-finite samples), else None."""
+        self.step = point
+        if not self._evaluate_and_record():
+            return self.diverge(point)
+        self._write_state("running")
+        return None
+
+    def diverge(self, step: int) -> TrialResult:
+        self.step = step
+        return self.finish("diverged", diverged_at_step=step)
+
+    def progress_bar(self, label: str, initial: Optional[int] = None):
+        return tqdm(total=self.config.steps, initial=self.step if initial is None else initial,
+                    desc=f"{label} on {self.config.dataset}", unit="step", disable=not self.options.progress,
+                    file=sys.stderr, dynamic_ncols=True, smoothing=0.05)
 
     def _evaluate_and_record(self) -> bool:
         """Score the model at the current step and store it; False if its samples are not finite."""
@@ -208,10 +236,13 @@ class _Trial:
         self.recorded.add(self.step)
         return True
 
+    @property
+    def model_dtype(self) -> torch.dtype:
+        return next((p.dtype for p in self.model.parameters()), torch.float32)
+
     def _numerics(self) -> dict:
         """The flags in force while this trial trains (read back, not what was asked for)."""
-        dtype = next((str(p.dtype).replace("torch.", "") for p in self.model.parameters()), "float32")
-        return Numerics.current(dtype).to_dict()
+        return Numerics.current(str(self.model_dtype).replace("torch.", "")).to_dict()
 
     def _clock(self) -> dict:
         return {"train_seconds": round(self.train_seconds, 3), "eval_seconds": round(self.eval_seconds, 3)}
@@ -233,7 +264,7 @@ class _Trial:
                                                   resumes=self.resumes, numerics=self._numerics(),
                                                   diverged_at_step=diverged_at_step, **self.run_info))
 
-    def _finish(self, status: str, diverged_at_step: Optional[int] = None) -> TrialResult:
+    def finish(self, status: str, diverged_at_step: Optional[int] = None) -> TrialResult:
         self._write_state(status, diverged_at_step)
         return TrialResult(self.config, self.folder.path, status, self.folder.evaluations(), diverged_at_step)
 

@@ -70,7 +70,9 @@ def sample_value(action):
         return []
     if action.choices:
         return [action.option_strings[0], list(action.choices)[-1]]
-    return [action.option_strings[0], "7" if action.type is cli._positive_int else "cpu" if action.default else "/x"]
+    if action.type in (cli._positive_int, cli._pack):
+        return [action.option_strings[0], "7"]
+    return [action.option_strings[0], "cpu" if action.default else "/x"]
 
 
 def test_a_shared_option_parses_to_the_same_value_on_every_command():

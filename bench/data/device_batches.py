@@ -39,4 +39,4 @@ class DeviceBatches:
     def batch(self, step: int) -> torch.Tensor:
         epoch, i = divmod(step, self.batches_per_epoch)
         index = self._permutation(epoch)[i * self.batch_size : (i + 1) * self.batch_size]
-        return self.images[index].float().div_(255.0)
+        return self.images[index].to(torch.get_default_dtype()).div_(255.0)  # float64 under that reference numerics

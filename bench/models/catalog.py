@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from bench.models.registry import get_model_class, model_names
+from bench.packing.packers import packs
 
 SHAPES = {"28x28x1": (1, 28, 28), "32x32x3": (3, 32, 32), "64x64x3": (3, 64, 64)}
 
@@ -13,7 +14,9 @@ def model_rows() -> list[dict]:
     rows = []
     for name in model_names():
         cls = get_model_class(name)
-        row = {"model": name, "family": cls.family, "kind": "explicit" if cls.explicit else "implicit"}
+        row = {"model": name, "family": cls.family, "kind": "explicit" if cls.explicit else "implicit",
+               # whether `--pack K` trains several of its trials as one (bench/packing/packers.py)
+               "packs": "yes" if packs(cls) else "no"}
         for label, shape in SHAPES.items():
             with torch.device("meta"):  # sizes without allocating weights
                 counts = cls(shape).parameter_counts()

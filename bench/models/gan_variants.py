@@ -57,7 +57,7 @@ class WassersteinGANGP(GAN):
     """WGAN with a gradient penalty on real-fake interpolates; fresh z for the G step (Gulrajani et al. 2017)."""
 
     loss = losses.WASSERSTEIN
-    penalty = staticmethod(penalties.wgan_gp_penalty)
+    penalty = penalties.wgan_gp_penalty
     fresh_z_for_generator = True
     search_space = gan_search_space(
         dict(lr=1e-4, beta1=0.5, disc_iters=5, d_batch_norm=False, **{"lambda": 10.0}),
@@ -71,7 +71,7 @@ class DRAGAN(GAN):
     """Non-saturating GAN with a gradient penalty around perturbed real data (Kodali et al. 2017)."""
 
     loss = losses.NON_SATURATING
-    penalty = staticmethod(penalties.dragan_penalty)
+    penalty = penalties.dragan_penalty
     search_space = gan_search_space(
         dict(lr=1e-4, beta1=0.5, disc_iters=1, d_batch_norm=True, **{"lambda": 10.0}),
         wide={"lambda": LogUniform(-1, 2)},

@@ -74,7 +74,12 @@ class VAE(GenerativeModel):
         return {"encoder": count_parameters(self.encoder), "decoder": count_parameters(self.decoder)}
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        mu, raw = self.encoder(x).chunk(2, dim=1)
+        return self.posterior(self.encoder(x))
+
+    @staticmethod
+    def posterior(h: Tensor) -> tuple[Tensor, Tensor]:
+        """(mu, sigma) of q(z|x) from the encoder's output h; the last axis is z (a pack's too)."""
+        mu, raw = h.chunk(2, dim=-1)
         return mu, 1e-6 + F.softplus(raw)
 
     def decode(self, z: Tensor) -> Tensor:
@@ -85,11 +90,16 @@ class VAE(GenerativeModel):
         `channel_mean_reconstruction` (v1's form), the whole −log p(x|z) otherwise."""
         mu, sigma = self.encode(x)
         z = mu + sigma * torch.randn(mu.shape, generator=rng, device=mu.device)
-        recon = self.reconstruction_nll(x, self.decoder(z)).mean()
+        return self.elbo_terms(x, mu, sigma, self.decoder(z), self.kl_weight())
+
+    def elbo_terms(self, x: Tensor, mu: Tensor, sigma: Tensor, decoded: Tensor, kl_weight) -> Dict[str, Tensor]:
+        """The loss from one batch's posterior and decoding; a pure function of its arguments,
+        so that a pack (bench/packing) computes it per member under vmap."""
+        recon = self.reconstruction_nll(x, decoded).mean()
         if self.channel_mean_reconstruction:
             recon = recon / x.shape[1]  # Σ over (C, H, W) / C = the mean over channels of Σ over (H, W)
         kl = gaussian_kl(mu, sigma).mean()
-        return {"loss": recon + self.kl_weight() * kl, "recon": recon, "kl": kl}
+        return {"loss": recon + kl_weight * kl, "recon": recon, "kl": kl}
 
     def log_weights(self, x: Tensor, k: int, rng: torch.Generator) -> Tensor:
         """log p(x|z) + log p(z) − log q(z|x) for k draws z ~ q(z|x): [k, N] (Burda et al. 2016)."""

@@ -39,6 +39,7 @@ class EvalRecord:
     numerics: Optional[dict] = field(default=None, metadata=_COPY)  # the flags in force (bench/numerics.py)
     time: Optional[str] = None
     device: Optional[str] = field(default=None, metadata=_COPY)
+    pack: Optional[int] = field(default=None, metadata=_COPY)  # trials trained together with it (bench/packing); 1: alone
     host: Optional[str] = None
     bench_version: Optional[str] = None
 
@@ -61,7 +62,7 @@ class EvalRecord:
     def row(self) -> dict:
         """Its columns of the tidy results table: metrics by name, `loss.NAME`, `metric_protocol.*`."""
         out: dict = {"step": self.step}
-        for key in ("g_steps", "images_seen", "train_seconds", "eval_seconds", "device"):
+        for key in ("g_steps", "images_seen", "train_seconds", "eval_seconds", "device", "pack"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
         for name, value in self.metrics.items():

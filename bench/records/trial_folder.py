@@ -43,6 +43,7 @@ class TrialState:
     numerics: Optional[dict] = None  # the floating-point flags in force (bench/numerics.py)
     diverged_at_step: Optional[int] = None
     device: Optional[str] = None
+    pack: Optional[int] = None  # trials it trained together with (bench/packing); 1: alone
     host: Optional[str] = None
     bench_version: Optional[str] = None
     updated: Optional[str] = None

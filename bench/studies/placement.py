@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
+from bench.defaults import DEFAULTS
 from bench.devices import device_list
 from bench.errors import BenchError
 
@@ -37,9 +38,9 @@ def place_workers(jobs: int, devices: list[str], cpu_count: Optional[int] = None
 
 
 def worker_command(url: str, names: list[str], out: Path, device: str, *, data_root: Optional[Path] = None,
-                   inception_weights: Optional[Path] = None, quiet: bool = True) -> list[str]:
+                   inception_weights: Optional[Path] = None, quiet: bool = True, pack=DEFAULTS["pack"]) -> list[str]:
     command = [sys.executable, "-m", "bench", "worker", "--storage", url, "--out", str(out), "--device", device,
-               "--no-progress"] + (["--quiet"] if quiet else [])
+               "--pack", str(pack), "--no-progress"] + (["--quiet"] if quiet else [])
     for name in names:
         command += ["--study", name]
     if data_root:
@@ -51,7 +52,8 @@ def worker_command(url: str, names: list[str], out: Path, device: str, *, data_r
 
 def start_workers(url: str, names: list[str], out: Path, jobs: int, device: str, *,
                   data_root: Optional[Path] = None, inception_weights: Optional[Path] = None, quiet: bool = True,
-                  poll: Optional[Callable[[], None]] = None, cuda_count: Optional[int] = None) -> None:
+                  poll: Optional[Callable[[], None]] = None, cuda_count: Optional[int] = None,
+                  pack=DEFAULTS["pack"]) -> None:
     """Run `jobs` `bench worker` processes on the placed devices until all have exited; `poll` is
     called every POLL_SECONDS meanwhile. One line and an error if any exits with an error."""
     placements = place_workers(jobs, device_list(device, cuda_count))
@@ -60,7 +62,7 @@ def start_workers(url: str, names: list[str], out: Path, jobs: int, device: str,
         env = {**os.environ, "BENCH_PARENT_PID": str(os.getpid()),
                **{name: str(placement.threads) for name in THREAD_VARIABLES}}
         command = worker_command(url, names, out, placement.device, data_root=data_root,
-                                 inception_weights=inception_weights, quiet=quiet)
+                                 inception_weights=inception_weights, quiet=quiet, pack=pack)
         workers.append(subprocess.Popen(command, env=env))
     try:
         while any(w.poll() is None for w in workers):

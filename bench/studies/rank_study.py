@@ -31,7 +31,7 @@ class Ranking:
 
 
 def rank_model(model_spec: str, dataset: str, budget: int, against: Path, *, jobs: int = DEFAULTS["jobs"],
-               device: str = DEFAULTS["device"],
+               pack=DEFAULTS["pack"], device: str = DEFAULTS["device"],
                data_root: Optional[Path] = None, inception_weights: Optional[Path] = None, progress: bool = True,
                draws: int = DRAWS, seed: int = 0) -> Ranking:
     from bench.data import get_dataset
@@ -52,7 +52,7 @@ def rank_model(model_spec: str, dataset: str, budget: int, against: Path, *, job
         raise BenchError(f"{run_dir} has no finished trials of any other model under protocol {record.digest}; "
                          "there is nothing to rank against yet")
 
-    run_study(RunRequest(models=[name], protocol=protocol, budget=budget, out=run_dir, jobs=jobs,
+    run_study(RunRequest(models=[name], protocol=protocol, budget=budget, out=run_dir, jobs=jobs, pack=pack,
                          storage=record.storage, device=device, data_root=data_root,
                          inception_weights=inception_weights, progress=progress))
     table, notes = ranking_table(load_results(run_dir), name, budget, record.digest, draws=draws, seed=seed)

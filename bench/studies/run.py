@@ -38,6 +38,7 @@ class RunRequest:
     out: Path
     seeds: int = 0
     jobs: int = DEFAULTS["jobs"]
+    pack: object = DEFAULTS["pack"]  # a positive int or "auto" (bench/devices.py pack_size)
     storage: Optional[str] = None
     device: str = DEFAULTS["device"]
     data_root: Optional[Path] = None
@@ -140,10 +141,10 @@ def _train_queued(request: RunRequest, store: StudyStore, names: list[str]) -> N
         if request.jobs == 1:
             train_waiting_trials(store.url, names, request.out, device=request.device, data_root=request.data_root,
                                  inception_weights=request.inception_weights, progress=request.progress,
-                                 on_finished=report.finished)
+                                 pack=request.pack, on_finished=report.finished)
         else:
             start_workers(store.url, names, request.out, request.jobs, request.device, data_root=request.data_root,
-                          inception_weights=request.inception_weights, poll=report.poll)
+                          inception_weights=request.inception_weights, poll=report.poll, pack=request.pack)
     finally:
         report.close()
 

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from bench.config import RunOptions
+from bench.config import RunOptions, resolve_device
+from bench.devices import pack_size
 from bench.defaults import DEFAULTS
 from bench.errors import BenchError
 from bench.records.evaluation import EvalRecord
@@ -53,32 +54,60 @@ class Finished:
 
 def train_waiting_trials(storage_url: str, study_names: list[str], out_dir: Path, *, device: str = DEFAULTS["device"],
                          data_root: Optional[Path] = None, inception_weights: Optional[Path] = None,
-                         progress: bool = True, on_finished: Optional[Callable[[Finished], None]] = None) -> int:
+                         progress: bool = True, pack: int = DEFAULTS["pack"],
+                         on_finished: Optional[Callable[[Finished], None]] = None) -> int:
     """Claim and train WAITING trials of `study_names` (in that order) until none is left; returns
-    how many. `bench worker` is this in a process of its own; `bench run --jobs 1` calls it in-process."""
+    how many. With `pack` > 1 a claim takes up to that many trials of one study, which train as
+    packs where their model packs (bench/packing). `bench worker` is this in a process of its own;
+    `bench run --jobs 1` calls it in-process."""
     _die_with_parent()
     if os.environ.get("BENCH_THREADS"):
         import torch
 
         torch.set_num_threads(int(os.environ["BENCH_THREADS"]))
     store = StudyStore(storage_url)
+    pack = pack_size(pack, resolve_device(device))
+    options = RunOptions(out=out_dir, device=device, data_root=data_root, inception_weights=inception_weights,
+                         progress=progress)
     count = 0
     while True:
-        claim = None
-        for name in study_names:
-            study = store.load(name)
-            reclaim_lost_trials(study)
-            trial = study.claim_waiting(_owner())
-            if trial is not None:
-                claim = (study, trial)
-                break
+        claim = _claim(store, study_names, pack)
         if claim is None:
             return count
-        result = _train(*claim, out_dir, RunOptions(out=out_dir, device=device, data_root=data_root,
-                                                    inception_weights=inception_weights, progress=progress))
-        count += 1
-        if on_finished is not None:
-            on_finished(result)
+        for result in _train(*claim, out_dir, options, pack):
+            count += 1
+            if on_finished is not None:
+                on_finished(result)
+
+
+def _claim(store: StudyStore, study_names: list[str], pack: int):
+    """(study, its claimed trials): the first study with a waiting trial, and up to `pack` of its
+    trials where its model packs; None when no study has one."""
+    for name in study_names:
+        study = store.load(name)
+        reclaim_lost_trials(study)
+        trial = study.claim_waiting(_owner())
+        if trial is None:
+            continue
+        trials = [trial]
+        if pack > 1 and _model_packs(study):
+            while len(trials) < pack:
+                more = study.claim_waiting(_owner())
+                if more is None:
+                    break
+                trials.append(more)
+        return study, trials
+    return None
+
+
+def _model_packs(study: StoredStudy) -> bool:
+    from bench.models import get_model_class
+    from bench.packing import packs
+
+    try:
+        return packs(get_model_class(study.meta.source or study.meta.model))
+    except BenchError:
+        return False  # a plug-in that cannot be loaded fails in training, where the error is recorded
 
 
 def trial_dir(out_dir: Path, study: StoredStudy, trial) -> Path:
@@ -86,39 +115,50 @@ def trial_dir(out_dir: Path, study: StoredStudy, trial) -> Path:
     return trial_path(out_dir, meta.model, meta.digest, meta.role, trial.user_attrs["slot"])
 
 
-def _train(study: StoredStudy, trial, out_dir: Path, options: RunOptions) -> Finished:
-    from bench.train import run_trial
+def _train(study: StoredStudy, trials: list, out_dir: Path, options: RunOptions, pack: int) -> list[Finished]:
+    """Train the claimed trials of one study (as packs where they can) and report each."""
+    from bench.packing.packed_trials import run_trials
 
     meta = study.meta
     protocol = RunProtocol.from_dict(meta.protocol)
     score = score_for(protocol.dataset)
-    folder = trial_dir(out_dir, study, trial)
+    folders = [trial_dir(out_dir, study, trial) for trial in trials]
     stop = threading.Event()
-    beat = threading.Thread(target=_heartbeat, args=(study, trial, stop), daemon=True)
+    beat = threading.Thread(target=_heartbeat, args=(study, trials, stop), daemon=True)
     beat.start()
     t0 = time.perf_counter()
-    slot = trial.user_attrs["slot"]
     try:
         if meta.source:
             from bench.models import get_model_class
 
             get_model_class(meta.source)  # a plug-in given as FILE.py:Class registers itself
-        config = protocol.trial_config(meta.model, trial.params, int(trial.user_attrs["seed"]))
-        result = run_trial(config, dataclasses.replace(options, out=folder))
+        configs = [protocol.trial_config(meta.model, t.params, int(t.user_attrs["seed"])) for t in trials]
+        results = run_trials(configs, [dataclasses.replace(options, out=f) for f in folders], pack=pack)
     except KeyboardInterrupt:
         stop.set()
-        study.requeue(trial)  # not this trial's fault: the next run resumes it
+        for trial in trials:
+            study.requeue(trial)  # not these trials' fault: the next run resumes them
         raise
     except Exception as exc:
         stop.set()
         error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, BenchError) else str(exc)
-        TrialFolder(folder).write_error(traceback.format_exc())
-        study.finish(trial, False, None, {"status": "failed", "error": error.splitlines()[0]})
-        return Finished(study.name, meta.model, meta.role, slot, "failed", None, time.perf_counter() - t0,
-                        error, score.metric)
+        finished = []
+        for trial, folder in zip(trials, folders):
+            TrialFolder(folder).write_error(traceback.format_exc())
+            study.finish(trial, False, None, {"status": "failed", "error": error.splitlines()[0]})
+            finished.append(Finished(study.name, meta.model, meta.role, trial.user_attrs["slot"], "failed", None,
+                                     time.perf_counter() - t0, error, score.metric))
+        return finished
     stop.set()
+    seconds = (time.perf_counter() - t0) / len(trials)
+    return [_report(study, trial, config, folder, result, score, seconds)
+            for trial, config, folder, result in zip(trials, configs, folders, results)]
+
+
+def _report(study: StoredStudy, trial, config, folder: Path, result, score, seconds: float) -> Finished:
     # A diverged trial keeps the best point it reached (compare_gan v1 scores every checkpoint and
     # keeps the best); with none, it has no score and the worst value stands in for it.
+    meta = study.meta
     state = _read_state(folder)
     attrs = {
         "status": result.status,
@@ -133,8 +173,8 @@ def _train(study: StoredStudy, trial, out_dir: Path, options: RunOptions) -> Fin
         "steps": config.steps,
     }
     study.finish(trial, True, score.stored_value(result.evaluations), attrs)
-    return Finished(study.name, meta.model, meta.role, slot, result.status, result.score,
-                    time.perf_counter() - t0, score_name=score.metric)
+    return Finished(study.name, meta.model, meta.role, trial.user_attrs["slot"], result.status, result.score,
+                    seconds, score_name=score.metric)
 
 
 def reclaim_lost_trials(study: StoredStudy, grace: float = GRACE_SECONDS) -> int:
@@ -173,12 +213,14 @@ def _process_alive(pid: Optional[int], start: Optional[str]) -> bool:
     return start is None or _process_start(pid) in (None, start)
 
 
-def _heartbeat(study: StoredStudy, trial, stop: threading.Event) -> None:
-    while not stop.wait(HEARTBEAT_SECONDS):
-        try:
-            study.heartbeat(trial)
-        except Exception:
-            return  # the trial finished or the storage went away: nothing left to keep alive
+def _heartbeat(study: StoredStudy, trials: list, stop: threading.Event) -> None:
+    alive = list(trials)
+    while alive and not stop.wait(HEARTBEAT_SECONDS):
+        for trial in list(alive):
+            try:
+                study.heartbeat(trial)
+            except Exception:
+                alive.remove(trial)  # it finished or the storage went away: nothing left to keep alive
 
 
 def _read_state(folder: Path):

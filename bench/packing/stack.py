@@ -1,0 +1,167 @@
+"""K copies of one network as one, and the vectorised Adam that steps them.
+
+`Stack` keeps the K networks' parameters and buffers stacked along a new leading axis and runs
+the network once through `vmap(functional_call)`: a convolution of K stacked weights becomes
+one grouped convolution, a linear layer one batched matmul, and each copy's batch norm updates
+its own slice of the stacked running statistics. `unstack_into` copies the slices back into
+the K member networks, so a member's checkpoint is that of a network trained alone.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Dict, Optional, Sequence
+
+import torch
+from torch import nn
+from torch.func import functional_call, vmap
+
+Tensor = torch.Tensor
+
+
+class Stack:
+    """K networks of one structure, called on [K, B, ...] inputs; returns [K, B, ...]."""
+
+    def __init__(self, networks: Sequence[nn.Module]):
+        first = networks[0]
+        self.names = [name for name, _ in first.named_parameters()]
+        self.buffer_names = [name for name, _ in first.named_buffers()]
+        with torch.no_grad():
+            self.params: Dict[str, Tensor] = {
+                name: torch.stack([dict(n.named_parameters())[name].detach() for n in networks]).requires_grad_(True)
+                for name in self.names}
+            self.buffers: Dict[str, Tensor] = {
+                name: torch.stack([dict(n.named_buffers())[name] for n in networks]).clone()
+                for name in self.buffer_names}
+        # The template only lends its forward: its own weights are never used.
+        self.template = copy.deepcopy(first).to("meta")
+        self.template.train(True)
+
+        def call(params, buffers, x):
+            return functional_call(self.template, (params, buffers), (x,))
+
+        self._call = vmap(call)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return self._call(self.params, self.buffers, x)
+
+    def parameters(self) -> list:
+        return [self.params[name] for name in self.names]
+
+    def zero_grad(self) -> None:
+        for p in self.params.values():
+            p.grad = None
+
+    def requires_grad_(self, flag: bool) -> None:
+        for p in self.params.values():
+            p.requires_grad_(flag)
+
+    def snapshot_buffers(self) -> Dict[str, Tensor]:
+        return {name: b.clone() for name, b in self.buffers.items()}
+
+    def keep_buffers(self, saved: Dict[str, Tensor], keep: Tensor) -> None:
+        """Members where `keep` [K] is true get their saved buffers back (a step they did not take)."""
+        for name, b in self.buffers.items():
+            b.copy_(torch.where(_along(keep, b), saved[name], b))
+
+    @torch.no_grad()
+    def unstack_into(self, networks: Sequence[nn.Module]) -> None:
+        for k, network in enumerate(networks):
+            for name, p in network.named_parameters():
+                p.copy_(self.params[name][k])
+            for name, b in network.named_buffers():
+                b.copy_(self.buffers[name][k])
+
+
+def _along(values: Tensor, like: Tensor) -> Tensor:
+    """A [K] tensor shaped to broadcast along the leading axis of `like`."""
+    return values.view(-1, *([1] * (like.dim() - 1)))
+
+
+class PackedAdam:
+    """Adam over stacked parameters with per-member lr and β1, as torch.optim.Adam computes it.
+
+    Bias corrections are computed on the device in float64 from per-member step counts, so no
+    step waits for the host. `step(mask)` updates only the members where `mask` [K] is true
+    (a GAN member whose schedule skips this generator step); the others keep parameters and state.
+    """
+
+    def __init__(self, params: Dict[str, Tensor], optimizers: Sequence[torch.optim.Optimizer],
+                 members: Sequence[Dict[str, nn.Parameter]]):
+        """`params` by name; `optimizers[k]` is member k's optimiser and `members[k]` its
+        parameters by the same names, so the state is read from and written back to them."""
+        self.params = params
+        device = next(iter(params.values())).device
+        groups = [opt.param_groups[0] for opt in optimizers]
+        for opt in optimizers:
+            if len(opt.param_groups) != 1:
+                raise ValueError("a packed optimiser needs one parameter group per member")
+        self.lr = torch.tensor([g["lr"] for g in groups], dtype=torch.float64, device=device)
+        self.beta1 = torch.tensor([g["betas"][0] for g in groups], dtype=torch.float64, device=device)
+        self.beta2 = torch.tensor([g["betas"][1] for g in groups], dtype=torch.float64, device=device)
+        self.eps = [g["eps"] for g in groups]
+        if len(set(self.eps)) != 1:
+            raise ValueError("packed members must share Adam's epsilon")
+        self.eps = self.eps[0]
+        self.state: Dict[str, Dict[str, Tensor]] = {}
+        self.names = list(params)
+        steps = []
+        for name in self.names:
+            exp_avg, exp_avg_sq, step = [], [], []
+            for opt, named in zip(optimizers, members):
+                p = named[name]
+                s = opt.state.get(p, {})
+                exp_avg.append(s["exp_avg"].to(device) if "exp_avg" in s else torch.zeros_like(p))
+                exp_avg_sq.append(s["exp_avg_sq"].to(device) if "exp_avg_sq" in s else torch.zeros_like(p))
+                step.append(float(s["step"]) if "step" in s else 0.0)
+            self.state[name] = {"exp_avg": torch.stack(exp_avg), "exp_avg_sq": torch.stack(exp_avg_sq)}
+            steps.append(step)
+        if any(s != steps[0] for s in steps):
+            raise ValueError("the parameters of a member's optimiser have different step counts")
+        self.step_count = torch.tensor(steps[0], dtype=torch.float64, device=device)  # [K]
+
+    @torch.no_grad()
+    def step(self, mask: Optional[Tensor] = None) -> None:
+        if mask is None:
+            self.step_count += 1
+        else:
+            self.step_count += mask.to(torch.float64)
+        bias_correction1 = 1 - self.beta1 ** self.step_count
+        bias_correction2_sqrt = (1 - self.beta2 ** self.step_count).sqrt()
+        # Each factor rounded from float64 to the parameters' dtype, as torch.optim.Adam's Python scalars are.
+        dtype = next(iter(self.params.values())).dtype
+        step_size = (self.lr / bias_correction1).to(dtype)
+        one_minus_beta1, one_minus_beta2 = (1 - self.beta1).to(dtype), (1 - self.beta2).to(dtype)
+        beta2, root = self.beta2.to(dtype), bias_correction2_sqrt.to(dtype)
+        for name in self.names:
+            p, state = self.params[name], self.state[name]
+            if p.grad is None:
+                continue
+            grad, exp_avg, exp_avg_sq = p.grad, state["exp_avg"], state["exp_avg_sq"]
+            new_avg = exp_avg.lerp(grad, _along(one_minus_beta1, grad))
+            new_sq = exp_avg_sq * _along(beta2, grad) + _along(one_minus_beta2, grad) * grad * grad
+            denom = (new_sq.sqrt() / _along(root, grad)).add_(self.eps)
+            new_p = p - _along(step_size, grad) * (new_avg / denom)
+            if mask is None:
+                exp_avg.copy_(new_avg), exp_avg_sq.copy_(new_sq), p.copy_(new_p)
+            else:
+                m = _along(mask, grad)
+                exp_avg.copy_(torch.where(m, new_avg, exp_avg))
+                exp_avg_sq.copy_(torch.where(m, new_sq, exp_avg_sq))
+                p.copy_(torch.where(m, new_p, p))
+
+    @torch.no_grad()
+    def unstack_into(self, optimizers: Sequence[torch.optim.Optimizer], members: Sequence[Dict[str, nn.Parameter]]) -> None:
+        steps = self.step_count.tolist()
+        for k, (opt, named) in enumerate(zip(optimizers, members)):
+            group = opt.param_groups[0]
+            on_device = group.get("fused") or group.get("capturable")
+            for name in self.names:
+                p = named[name]
+                if steps[k] == 0:
+                    opt.state.pop(p, None)
+                    continue
+                step = torch.tensor(steps[k], dtype=torch.float32, device=p.device if on_device else "cpu")
+                opt.state[p] = {"step": step, "exp_avg": self.state[name]["exp_avg"][k].clone(),
+                                "exp_avg_sq": self.state[name]["exp_avg_sq"][k].clone()}
+
