@@ -10,6 +10,7 @@ the model (None for samples from files) and the test images, so the trial loop h
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.metadata
 import math
 from dataclasses import dataclass, field
@@ -67,11 +68,13 @@ class SampleEvaluator:
         self.stats = reference_statistics(self.reference, dataset_name, extractor, device=device, cache_dir=cache_dir,
                                           progress=progress, batch_size=batch_size)
         self.side = reference_side(self.stats, extractor.device)  # once per process and device
+        self._last_inputs: Optional[MetricInputs] = None
         self._last_protocol: dict = {}
         self._last_beside: dict = {}  # protocol entries stored beside per_metric (the NLL's)
 
-    def evaluate(self, samples: torch.Tensor) -> Evaluation:
-        """All applicable metrics of `samples` (float [n, C, H, W] in [0, 1] or uint8) and of the model."""
+    def evaluate(self, samples: torch.Tensor, nll_k: Optional[int] = None) -> Evaluation:
+        """All applicable metrics of `samples` (float [n, C, H, W] in [0, 1] or uint8) and of the model;
+        `nll_k` for this call only (default: the evaluator's), the record saying which k it used."""
         if samples.dim() != 4 or not (samples.is_floating_point() or samples.dtype == torch.uint8):
             raise ValueError(f"samples must be float [N, C, H, W] in [0, 1] or uint8, got {samples.dtype} {tuple(samples.shape)}")
         if len(samples) != self.n:
@@ -88,19 +91,38 @@ class SampleEvaluator:
                               fake_logits=out.get("logits"), reference=self.side,
                               settings=self.settings, device=self.device, no_logits_reason=reason, n_fake=self.n,
                               model=self.model, test_images=self.test_images, dataset=self.dataset_name,
-                              nll_k=self.nll_k, cache_dir=self.cache_dir, data_root=self.data_root)
+                              nll_k=nll_k or self.nll_k, cache_dir=self.cache_dir, data_root=self.data_root)
+        self._last_inputs = inputs
         values, unavailable, per_metric, beside = {}, {}, {}, {}
         for metric in self._in_registry_order():
-            with metric.numerics.applied() if metric.numerics is not None else contextlib.nullcontext():
-                result = metric.compute(inputs)
-            if metric.diverged_if_not_finite and not all(math.isfinite(v) for v in result.values.values()):
+            if not self._compute(metric, inputs, values, unavailable, per_metric, beside):
                 return Evaluation(finite=False)
-            values.update(result.values)
-            unavailable.update(result.unavailable)
-            if result.protocol is not None:
-                (per_metric if metric.protocol_in == "per_metric" else beside)[metric.protocol_key] = result.protocol
         self._last_protocol, self._last_beside = per_metric, beside
         return Evaluation(values, unavailable)
+
+    def recompute(self, evaluation: Evaluation, metric_name: str, **inputs) -> Evaluation:
+        """`evaluation` (the last `evaluate`'s) with one metric computed again on the same samples
+        and changed inputs, e.g. the NLL with a larger k at a point a report quotes."""
+        if metric_name not in self.metrics:
+            return evaluation
+        values, unavailable = dict(evaluation.metrics), dict(evaluation.unavailable)
+        self._last_inputs = dataclasses.replace(self._last_inputs, **inputs)
+        if not self._compute(get_metric(metric_name), self._last_inputs, values, unavailable, self._last_protocol,
+                             self._last_beside):
+            return Evaluation(finite=False)
+        return Evaluation(values, unavailable)
+
+    @staticmethod
+    def _compute(metric, inputs, values, unavailable, per_metric, beside) -> bool:
+        with metric.numerics.applied() if metric.numerics is not None else contextlib.nullcontext():
+            result = metric.compute(inputs)
+        if metric.diverged_if_not_finite and not all(math.isfinite(v) for v in result.values.values()):
+            return False
+        values.update(result.values)
+        unavailable.update(result.unavailable)
+        if result.protocol is not None:
+            (per_metric if metric.protocol_in == "per_metric" else beside)[metric.protocol_key] = result.protocol
+        return True
 
     def _in_registry_order(self):
         return [m for m in registered_metrics() if m.name in self.metrics]

@@ -100,12 +100,12 @@ def model_nll(model, images: torch.Tensor, k: int, seed: int = 0, batch: int = 6
     x = images.float() / 255.0
     if kind == "binarized":
         x = torch.bernoulli(x, generator=torch.Generator().manual_seed(BINARIZE_SEED))
-    device = model.device
+    device, dtype = model.device, next(model.parameters()).dtype  # float64 under that reference numerics
     rng = torch.Generator(device=device).manual_seed(seed)
     per_example, used_k = [], 1
     with torch.no_grad(), evaluating(model):
         for chunk in x.split(batch):
-            chunk = chunk.to(device)
+            chunk = chunk.to(device, dtype)
             rows, drawn = [], 0
             while drawn < k:
                 lw = model.log_weights(chunk, min(K_CHUNK, k - drawn), rng).double()

@@ -36,7 +36,10 @@ class Packer:
     forms: ClassVar[Dict[Callable, Callable]] = {}
     base: ClassVar[type] = GenerativeModel
 
-    def __init__(self, models: Sequence[GenerativeModel]):
+    def __init__(self, models: Sequence[GenerativeModel], batched: Optional[bool] = None):
+        """`batched`: networks run as one vmapped call (default on an accelerator) or per member
+        (default on a CPU); bench/packing/stack.py says why."""
+        self.batched = batched
         self.models = list(models)
         self.cls = type(self.models[0])
         self.device = self.models[0].device
@@ -46,6 +49,7 @@ class Packer:
         self.steps = steps.pop()
         self.g_steps = [m.g_steps for m in self.models]
         self._masks: Dict[tuple, Tensor] = {}
+        self._hparams: Dict[str, Tensor] = {}
 
     @classmethod
     def applies(cls, model_cls: type) -> bool:
@@ -61,8 +65,11 @@ class Packer:
         return self.forms[getattr(self.cls, hook)]
 
     def hparam(self, name: str) -> Tensor:
-        """Members' values of one hyperparameter as a float32 [K] tensor on the device."""
-        return torch.tensor([float(m.hparams[name]) for m in self.models], device=self.device)
+        """Members' values of one hyperparameter as a [K] tensor on the device, made once (a copy
+        to the device per step would make the step wait for the host)."""
+        if name not in self._hparams:
+            self._hparams[name] = torch.tensor([float(m.hparams[name]) for m in self.models], device=self.device)
+        return self._hparams[name]
 
     def mask(self, flags: Sequence[bool]) -> Optional[Tensor]:
         """None where every member is in; else a [K] bool tensor, made once per pattern (no copy per step)."""
@@ -110,10 +117,10 @@ class GANPacker(Packer):
         penalty = getattr(model_cls, "penalty", None)
         return super().applies(model_cls) and (penalty is None or isinstance(penalty, GradientPenalty))
 
-    def __init__(self, models):
-        super().__init__(models)
-        self.G = Stack([m.G for m in self.models])
-        self.D = Stack([m.D for m in self.models])
+    def __init__(self, models, batched=None):
+        super().__init__(models, batched)
+        self.G = Stack([m.G for m in self.models], batched)
+        self.D = Stack([m.D for m in self.models], batched)
         self.opt_G = PackedAdam(self.G.params, [m.optimizers()["G"] for m in self.models], _named(self.models, "G"))
         self.opt_D = PackedAdam(self.D.params, [m.optimizers()["D"] for m in self.models], _named(self.models, "D"))
         self.extra = {name: torch.stack([getattr(m, name) for m in self.models]).clone()
@@ -249,10 +256,10 @@ class VAEPacker(Packer):
     forms = {VAE.train_step: None, VAE.negative_elbo: None, VAE.encode: None, VAE.posterior: None,
              GenerativeModel.minimize: None}
 
-    def __init__(self, models):
-        super().__init__(models)
-        self.encoder = Stack([m.encoder for m in self.models])
-        self.decoder = Stack([m.decoder for m in self.models])
+    def __init__(self, models, batched=None):
+        super().__init__(models, batched)
+        self.encoder = Stack([m.encoder for m in self.models], batched)
+        self.decoder = Stack([m.decoder for m in self.models], batched)
         params = {**{f"encoder.{n}": p for n, p in self.encoder.params.items()},
                   **{f"decoder.{n}": p for n, p in self.decoder.params.items()}}
         self.opt = PackedAdam(params, [m.optimizers()["model"] for m in self.models], _named(self.models))

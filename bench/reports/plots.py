@@ -14,7 +14,7 @@ from matplotlib.ticker import MaxNLocator
 from bench.records.trial_folder import TrialFolder
 from bench.reports.bootstrap import DRAWS
 from bench.reports.results import finished, score_keys
-from bench.reports.tables import NLL_COLUMNS, best_trials, budget_curves, search_trials, trial_scores
+from bench.reports.tables import NLL_COLUMNS, at_protocol_k, best_trials, budget_curves, search_trials, trial_scores
 from bench.scores import FID, score_for
 
 
@@ -216,9 +216,9 @@ def sample_grids(results: pd.DataFrame, out_dir: Path) -> Optional[Path]:
 
 
 def fid_vs_nll(results: pd.DataFrame, out_dir: Path) -> Optional[Path]:
-    """FID against NLL at every evaluation point of the explicit models: whether a better
-    likelihood comes with better samples (Theis et al. 2016 say it need not)."""
-    search = results[results["role"] == "search"] if "role" in results else results
+    """FID against NLL at the evaluation points of the explicit models whose NLL is the protocol's
+    bound: whether a better likelihood comes with better samples (Theis et al. 2016 say it need not)."""
+    search = at_protocol_k(results[results["role"] == "search"] if "role" in results else results)
     units = {u: label for u, label in NLL_COLUMNS if u in search and search[u].notna().any()}
     if not units or "fid" not in search:
         return None

@@ -222,6 +222,18 @@ def compute_table(results: pd.DataFrame) -> pd.DataFrame:
 NLL_COLUMNS = tuple(NLL_UNITS.items())  # (column, unit) of each NLL quantity (bench/model_metrics/metric_nll.py)
 
 
+def at_protocol_k(results: pd.DataFrame) -> pd.DataFrame:
+    """The rows whose NLL used the protocol's k (or is exact): trials take the bound with a smaller
+    k at points no study reports (bench/train.py NLL_K_BETWEEN), and those must not be quoted as
+    the protocol's bound. Records from before that rule all used the protocol's k."""
+    k, wanted = "metric_protocol.nll.k", "protocol.nll_k"
+    if k not in results or wanted not in results:
+        return results
+    exact = results.get("metric_protocol.nll.estimator", pd.Series(index=results.index, dtype=object)) == "exact"
+    keep = results[k].isna() | results[wanted].isna() | (results[k] >= results[wanted]) | exact
+    return results[keep]
+
+
 def ranking(results: pd.DataFrame) -> pd.DataFrame:
     """Every model ranked by its best score (FID; F1 on triangles), and explicit models also by
     their best NLL (lowest over all evaluation points of all search trials; bits/dim and binarised
@@ -244,7 +256,7 @@ def ranking(results: pd.DataFrame) -> pd.DataFrame:
     for column, _ in NLL_COLUMNS:
         if column not in search or search[column].isna().all():
             continue
-        best = search.dropna(subset=[column]).sort_values(column).groupby(GROUP, sort=False).head(1)
+        best = at_protocol_k(search.dropna(subset=[column])).sort_values(column).groupby(GROUP, sort=False).head(1)
         best = best[GROUP + [column, f"{column}_se"] + (["metric_protocol.nll.k"] if "metric_protocol.nll.k" in best else [])]
         best = best.rename(columns={"metric_protocol.nll.k": f"{column}_k"})
         summary = summary.merge(best, on=GROUP, how="left")

@@ -72,7 +72,10 @@ def _add_trials(study, study_url, proto, model, fid_lists, first_slot, waiting=0
             metric, values = nll
             for evaluation, value in zip(evaluations, values[i]):
                 evaluation["metrics"].update({metric: value, f"{metric}_se": 0.01})
-                evaluation["protocol"]["nll"] = {"k": 1 if metric == "nll_bpd" else 16, "n": 64}
+                # As a trial records it: exact models k = 1, bounds the protocol's k (at reported points).
+                evaluation["protocol"]["nll"] = ({"k": 1, "estimator": "exact", "n": 64} if metric == "nll_bpd" else
+                                                 {"k": _protocol_k(proto), "n": 64,
+                                                  "estimator": f"importance-weighted bound, k = {_protocol_k(proto)}"})
         attrs = {"slot": slot, "seed": slot, "role": study.meta.role,
                  "status": "diverged" if diverged else "complete",
                  "best_fid": min(finite) if finite else None, "evaluations": evaluations,
@@ -89,3 +92,8 @@ def _add_trials(study, study_url, proto, model, fid_lists, first_slot, waiting=0
         raw.add_trial(create_trial(state=TrialState.WAITING, params=space_defaults, distributions=dists,
                                      user_attrs={"slot": first_slot + len(fid_lists) + k, "seed": 0,
                                                  "role": study.meta.role}))
+
+
+def _protocol_k(proto) -> int:
+    value = proto.get("nll_k") if isinstance(proto, dict) else getattr(proto, "nll_k", None)
+    return int(value) if value else 16
