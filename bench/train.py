@@ -72,10 +72,16 @@ def run_trial(config: TrialConfig, options: RunOptions, on_step: Optional[Callab
     """
     folder = TrialFolder(options.out)
     state = folder.claim(config)
-    if state is not None and state.status in FINISHED:
-        return TrialResult(config, folder.path, state.status, folder.evaluations(), state.diverged_at_step,
-                           already_finished=True)
-    return _Trial(config, options, folder, state).run(on_step)
+    ended = finished_result(config, folder, state)
+    return ended if ended is not None else _Trial(config, options, folder, state).run(on_step)
+
+
+def finished_result(config: TrialConfig, folder: TrialFolder, state: Optional[TrialState]) -> Optional[TrialResult]:
+    """The result of a trial that has already ended by itself, read from its folder; else None."""
+    if state is None or state.status not in FINISHED:
+        return None
+    return TrialResult(config, folder.path, state.status, folder.evaluations(), state.diverged_at_step,
+                       already_finished=True)
 
 
 def train_until(model, batches: DeviceBatches, rng: torch.Generator, monitor: LossMonitor, start: int, stop: int,

@@ -18,8 +18,8 @@ import torch
 from bench.config import RunOptions, TrialConfig
 from bench.numerics import numerics_named
 from bench.packing.packers import Packer, packer_for
-from bench.records.trial_folder import FINISHED, TrialFolder
-from bench.train import CHECK_EVERY, TrialResult, _Trial, run_trial
+from bench.records.trial_folder import TrialFolder
+from bench.train import CHECK_EVERY, TrialResult, _Trial, finished_result, run_trial
 
 
 def pack_key(config: TrialConfig, image_shape) -> Optional[tuple]:
@@ -64,9 +64,9 @@ def _run_pack(configs, options, on_step) -> List[TrialResult]:
     for i, (config, opts) in enumerate(zip(configs, options)):
         folder = TrialFolder(opts.out)
         state = folder.claim(config)
-        if state is not None and state.status in FINISHED:
-            results[i] = TrialResult(config, folder.path, state.status, folder.evaluations(), state.diverged_at_step,
-                                     already_finished=True)
+        ended = finished_result(config, folder, state)
+        if ended is not None:
+            results[i] = ended
         else:
             trials[i] = _Trial(config, opts, folder, state, pack=len(configs))
     with numerics_named(configs[0].numerics).applied():
