@@ -121,8 +121,8 @@ class GANPacker(Packer):
         super().__init__(models, batched)
         self.G = Stack([m.G for m in self.models], batched)
         self.D = Stack([m.D for m in self.models], batched)
-        self.opt_G = PackedAdam(self.G.params, [m.optimizers()["G"] for m in self.models], _named(self.models, "G"))
-        self.opt_D = PackedAdam(self.D.params, [m.optimizers()["D"] for m in self.models], _named(self.models, "D"))
+        self.opt_G = PackedAdam({"": self.G}, [m.optimizers()["G"] for m in self.models], _named(self.models, "G"))
+        self.opt_D = PackedAdam({"": self.D}, [m.optimizers()["D"] for m in self.models], _named(self.models, "D"))
         self.extra = {name: torch.stack([getattr(m, name) for m in self.models]).clone()
                       for name, _ in self.models[0].named_buffers(recurse=False)}  # BEGAN's k
 
@@ -155,7 +155,7 @@ class GANPacker(Packer):
                 self.D.requires_grad_(True)
             self.G.zero_grad()
             (g_loss.sum() if mask is None else torch.where(mask, g_loss, 0.0).sum()).backward()
-            self.opt_G.step(mask)
+            self.opt_G.step(due)
             if saved is not None:
                 self.G.keep_buffers(saved[0], ~mask)
                 self.D.keep_buffers(saved[1], ~mask)
@@ -217,7 +217,7 @@ def _clip_discriminator(pack: GANPacker):
     clip = pack.hparam("clip")
     for p in pack.D.parameters():
         bound = _along(clip, p)
-        p.copy_(torch.maximum(torch.minimum(p, bound), -bound))
+        p.clamp_(-bound, bound)
 
 
 def _reconstruction_error(pack: GANPacker, x: Tensor) -> Tensor:
@@ -260,9 +260,8 @@ class VAEPacker(Packer):
         super().__init__(models, batched)
         self.encoder = Stack([m.encoder for m in self.models], batched)
         self.decoder = Stack([m.decoder for m in self.models], batched)
-        params = {**{f"encoder.{n}": p for n, p in self.encoder.params.items()},
-                  **{f"decoder.{n}": p for n, p in self.decoder.params.items()}}
-        self.opt = PackedAdam(params, [m.optimizers()["model"] for m in self.models], _named(self.models))
+        self.opt = PackedAdam({"encoder.": self.encoder, "decoder.": self.decoder},
+                              [m.optimizers()["model"] for m in self.models], _named(self.models))
         self.kl_weight = torch.tensor([float(m.kl_weight()) for m in self.models], device=self.device)
         self.terms = vmap(self.models[0].elbo_terms)
 

@@ -50,27 +50,42 @@ class Stack:
         self._call = vmap(call)
         device = next(iter(self.params.values())).device
         self.batched = device.type != "cpu" if batched is None else batched
+        # Per member: leaf views of the stacks, so each member's gradients land in tensors of their
+        # own (stacking them back, as the backward of `unbind` would, copies every gradient once).
+        self.members: Optional[list] = None if self.batched else [
+            ({n: p[k].detach().requires_grad_(True) for n, p in self.params.items()},
+             {n: b[k] for n, b in self.buffers.items()}) for k in range(self.size)]
 
     def __call__(self, x: Tensor) -> Tensor:
         if self.batched:
             return self._call(self.params, self.buffers, x)
-        # unbind: one view per member, whose gradients autograd stacks back in one copy; batch-norm
-        # statistics update the views, i.e. the stacked buffers.
-        params = {n: p.unbind(0) for n, p in self.params.items()}
-        buffers = {n: b.unbind(0) for n, b in self.buffers.items()}
-        return torch.stack([functional_call(self.template, ({n: v[k] for n, v in params.items()},
-                                                            {n: v[k] for n, v in buffers.items()}), (x[k],))
-                            for k in range(self.size)])
+        # Batch-norm statistics update the buffer views, i.e. the stacked buffers.
+        return torch.stack([functional_call(self.template, member, (x[k],)) for k, member in enumerate(self.members)])
 
     def parameters(self) -> list:
         return [self.params[name] for name in self.names]
 
+    def grads(self, name: str) -> list:
+        """Each member's gradient of parameter `name` (None where it has none)."""
+        if self.batched:
+            g = self.params[name].grad
+            return [None] * self.size if g is None else list(g.unbind(0))
+        return [params[name].grad for params, _ in self.members]
+
+    def stacked_grad(self, name: str) -> Optional[Tensor]:
+        """The [K, ...] gradient of parameter `name` where the call was batched; else None."""
+        return self.params[name].grad if self.batched else None
+
+    def _leaves(self) -> list:
+        return list(self.params.values()) + ([p for params, _ in self.members for p in params.values()]
+                                             if self.members else [])
+
     def zero_grad(self) -> None:
-        for p in self.params.values():
+        for p in self._leaves():
             p.grad = None
 
     def requires_grad_(self, flag: bool) -> None:
-        for p in self.params.values():
+        for p in self._leaves():
             p.requires_grad_(flag)
 
     def snapshot_buffers(self) -> Dict[str, Tensor]:
@@ -99,16 +114,24 @@ class PackedAdam:
     """Adam over stacked parameters with per-member lr and β1, as torch.optim.Adam computes it.
 
     Bias corrections are computed on the device in float64 from per-member step counts, so no
-    step waits for the host. `step(mask)` updates only the members where `mask` [K] is true
-    (a GAN member whose schedule skips this generator step); the others keep parameters and state.
+    step waits for the host. `step(due)` updates only the members where `due[k]` is true (a GAN
+    member whose schedule skips this generator step); the others keep parameters and state. A
+    batched Stack's members are stepped as one: a member not due gets factors that leave its
+    values exactly as they are (weight 0, β2 of 1), which costs nothing more than the step. A
+    per-member Stack's members are stepped one by one on views, with their own gradients.
     """
 
-    def __init__(self, params: Dict[str, Tensor], optimizers: Sequence[torch.optim.Optimizer],
+    def __init__(self, stacks: Dict[str, Stack], optimizers: Sequence[torch.optim.Optimizer],
                  members: Sequence[Dict[str, nn.Parameter]]):
-        """`params` by name; `optimizers[k]` is member k's optimiser and `members[k]` its
-        parameters by the same names, so the state is read from and written back to them."""
-        self.params = params
+        """`stacks` by the prefix their parameter names take in a member (e.g. "encoder."); 
+        `optimizers[k]` is member k's optimiser and `members[k]` its parameters by those names, so
+        the state is read from and written back to them."""
+        self.stacks = stacks
+        self.params = {prefix + n: p for prefix, stack in stacks.items() for n, p in stack.params.items()}
+        self._owner = {prefix + n: (stack, n) for prefix, stack in stacks.items() for n in stack.params}
+        params = self.params
         device = next(iter(params.values())).device
+        self.size = len(optimizers)
         groups = [opt.param_groups[0] for opt in optimizers]
         for opt in optimizers:
             if len(opt.param_groups) != 1:
@@ -136,13 +159,20 @@ class PackedAdam:
         if any(s != steps[0] for s in steps):
             raise ValueError("the parameters of a member's optimiser have different step counts")
         self.step_count = torch.tensor(steps[0], dtype=torch.float64, device=device)  # [K]
+        self._masks: Dict[tuple, Tensor] = {}
+
+    def _mask(self, due: Sequence[bool]) -> Tensor:
+        key = tuple(bool(d) for d in due)
+        if key not in self._masks:  # made once per pattern: no copy to the device per step
+            self._masks[key] = torch.tensor(key, device=self.step_count.device)
+        return self._masks[key]
 
     @torch.no_grad()
-    def step(self, mask: Optional[Tensor] = None) -> None:
-        if mask is None:
-            self.step_count += 1
-        else:
-            self.step_count += mask.to(torch.float64)
+    def step(self, due: Optional[Sequence[bool]] = None) -> None:
+        if due is not None and all(due):
+            due = None
+        mask = None if due is None else self._mask(due)
+        self.step_count += 1 if mask is None else mask.to(torch.float64)
         bias_correction1 = 1 - self.beta1 ** self.step_count
         bias_correction2_sqrt = (1 - self.beta2 ** self.step_count).sqrt()
         # Each factor rounded from float64 to the parameters' dtype, as torch.optim.Adam's Python scalars are.
@@ -150,27 +180,33 @@ class PackedAdam:
         step_size = (self.lr / bias_correction1).to(dtype)
         one_minus_beta1, one_minus_beta2 = (1 - self.beta1).to(dtype), (1 - self.beta2).to(dtype)
         beta2, root = self.beta2.to(dtype), bias_correction2_sqrt.to(dtype)
+        if mask is not None:  # members not due: x·1 + 0 and a lerp of weight 0 leave them exact
+            step_size, one_minus_beta1, one_minus_beta2 = (torch.where(mask, f, 0.0) for f in
+                                                           (step_size, one_minus_beta1, one_minus_beta2))
+            beta2 = torch.where(mask, beta2, 1.0)
+        factors = (step_size, one_minus_beta1, one_minus_beta2, beta2, root)
         for name in self.names:
+            stack, own = self._owner[name]
             p, state = self.params[name], self.state[name]
-            if p.grad is None:
+            grad = stack.stacked_grad(own)
+            if grad is not None or stack.batched:
+                if grad is not None:
+                    self._update(p, grad, state["exp_avg"], state["exp_avg_sq"], *(_along(f, grad) for f in factors))
                 continue
-            grad, exp_avg, exp_avg_sq = p.grad, state["exp_avg"], state["exp_avg_sq"]
-            if mask is not None:  # a G step some members skip: compute aside, keep theirs
-                exp_avg, exp_avg_sq, p = exp_avg.clone(), exp_avg_sq.clone(), p.detach().clone()
-            # In place where it can be: a pack's moments are K times a model's, and fresh tensors
-            # of that size at every step cost more in page faults than the arithmetic.
-            exp_avg.lerp_(grad, _along(one_minus_beta1, grad))
-            update = grad * grad
-            exp_avg_sq.mul_(_along(beta2, grad)).add_(update.mul_(_along(one_minus_beta2, grad)))
-            torch.sqrt(exp_avg_sq, out=update)
-            update.div_(_along(root, grad)).add_(self.eps)
-            torch.div(exp_avg, update, out=update)
-            p.sub_(update.mul_(_along(step_size, grad)))
-            if mask is not None:
-                m = _along(mask, grad)
-                for kept, new in ((state["exp_avg"], exp_avg), (state["exp_avg_sq"], exp_avg_sq),
-                                  (self.params[name], p)):
-                    kept.copy_(torch.where(m, new, kept))
+            for k, g in enumerate(stack.grads(own)):
+                if g is not None and (due is None or due[k]):
+                    self._update(p[k], g, state["exp_avg"][k], state["exp_avg_sq"][k], *(f[k] for f in factors))
+
+    def _update(self, p, grad, exp_avg, exp_avg_sq, step_size, one_minus_beta1, one_minus_beta2, beta2, root):
+        # In place where it can be: a pack's moments are K times a model's, and fresh tensors
+        # of that size at every step cost more in page faults than the arithmetic.
+        exp_avg.lerp_(grad, one_minus_beta1)
+        update = grad * grad
+        exp_avg_sq.mul_(beta2).add_(update.mul_(one_minus_beta2))
+        torch.sqrt(exp_avg_sq, out=update)
+        update.div_(root).add_(self.eps)
+        torch.div(exp_avg, update, out=update)
+        p.sub_(update.mul_(step_size))
 
     @torch.no_grad()
     def unstack_into(self, optimizers: Sequence[torch.optim.Optimizer], members: Sequence[Dict[str, nn.Parameter]]) -> None:
