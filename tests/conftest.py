@@ -84,3 +84,10 @@ def write_blob_folder(root: Path, n_train: int = 192, n_test: int = 96, size: in
 @pytest.fixture(scope="session")
 def blob_folder(tmp_path_factory) -> Path:
     return write_blob_folder(tmp_path_factory.mktemp("blobs"))
+
+
+def run_storage(out) -> str:
+    """The storage URL of the run folder `out`, as bench opens it (run.json keeps it run-relative)."""
+    from bench.records.run_folder import RunRecord
+
+    return RunRecord.require(out).storage_url(out)

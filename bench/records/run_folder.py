@@ -16,7 +16,7 @@ from bench.config import known_keys
 from bench.errors import BenchError
 from bench.files import atomic_write_json, now, read_json
 from bench.records.protocol import RunProtocol
-from bench.records.storage import JOURNAL_NAME
+from bench.records.storage import JOURNAL_NAME, RUN_RELATIVE, resolved
 
 RUN_FILE = "run.json"
 RUN_FORMAT = "bench-run/1"
@@ -33,7 +33,7 @@ def legacy_digest(protocol: dict) -> str:
 class RunRecord:
     protocol: dict  # RunProtocol.to_dict()
     digest: str
-    storage: str  # the storage URL as it was given or defaulted
+    storage: str  # the storage URL as given; the default journal as `journal:optuna.journal` (run-relative)
     budgets: dict = field(default_factory=dict)  # model -> configurations
     seeds: int = 0
     models: list = field(default_factory=list)
@@ -74,11 +74,19 @@ class RunRecord:
         return self.protocol["dataset"]
 
     def storage_url(self, run_dir: Path) -> str:
-        """The storage to open: a journal next to the record wins over a stale absolute path, so
-        that a run folder can be copied or moved and still be read."""
-        url, beside = self.storage, Path(run_dir) / JOURNAL_NAME
-        if url.startswith("journal:") and not Path(url[len("journal:"):]).exists() and beside.exists():
-            return f"journal:{beside.resolve()}"
+        """The storage to open: a run-relative journal is the run folder's own. Records written
+        before storage was stored run-relative hold the journal's absolute path; where the folder
+        has a journal of its own, that is the one (a copied folder must not write into its
+        original, a moved one must not recreate the old place)."""
+        return resolved(self.run_relative_storage(run_dir), run_dir)
+
+    def run_relative_storage(self, run_dir: Path) -> str:
+        """`storage` in today's stored form (old absolute default journals become run-relative)."""
+        url = self.storage
+        if url.startswith("journal:") and Path(url[len("journal:"):]).is_absolute():
+            path, beside = Path(url[len("journal:"):]), Path(run_dir) / JOURNAL_NAME
+            if path.name == JOURNAL_NAME and (beside.exists() or not path.exists()):
+                return RUN_RELATIVE
         return url
 
 

@@ -101,10 +101,10 @@ def _model_kind(meta) -> dict:
 def _trial_rows(run_dir: Path, study: StoredStudy, trial, base: dict) -> list[dict]:
     status = trial_status(trial)
     meta = study.meta
-    beside = trial_path(run_dir, meta.model, meta.digest, meta.role, trial.user_attrs["slot"])
-    folder = Path(trial.user_attrs.get("folder") or beside)
-    if not folder.is_dir():  # the run folder was moved: look below it
-        folder = beside
+    # The run's own folder first: a copied run must read its copy, not the original it names.
+    folder = trial_path(run_dir, meta.model, meta.digest, meta.role, trial.user_attrs["slot"])
+    if not folder.is_dir() and trial.user_attrs.get("folder"):  # trained into another --out
+        folder = Path(trial.user_attrs["folder"])
     local = TrialFolder(folder)
     records = local.evaluations() or trial.user_attrs.get("evaluations", [])
     state = _local_state(local)

@@ -53,7 +53,7 @@ def rank_model(model_spec: str, dataset: str, budget: int, against: Path, *, job
                          "there is nothing to rank against yet")
 
     run_study(RunRequest(models=[name], protocol=protocol, budget=budget, out=run_dir, jobs=jobs, pack=pack,
-                         storage=record.storage, device=device, data_root=data_root,
+                         storage=None, device=device, data_root=data_root,
                          inception_weights=inception_weights, progress=progress))
     table, notes = ranking_table(load_results(run_dir), name, budget, record.digest, draws=draws, seed=seed)
     written = write_ranking(run_dir / "rank", name, budget, table, notes)

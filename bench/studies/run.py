@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from bench.defaults import DEFAULTS
 from bench.errors import BenchError
 from bench.records.run_folder import RUN_FILE, SEARCH, SEEDS, RunRecord
-from bench.records.storage import check_storage_url, default_storage_url
+from bench.records.storage import RUN_RELATIVE, check_storage_url, resolved, stored_form
 from bench.records.study_store import StudyStore
 from bench.scores import score_for
 from bench.records.protocol import RunProtocol
@@ -72,8 +72,11 @@ def parse_models(text: str, image_shape=None) -> list[str]:
 
 def run_study(request: RunRequest) -> RunResult:
     stored = RunRecord.read(request.out)
-    url = check_storage_url(request.storage) if request.storage else (
-        stored.storage if stored else default_storage_url(request.out))
+    # run.json keeps the default journal run-relative, so that a copied or moved run folder is
+    # self-contained; the URL opened is always the resolved one.
+    kept = stored_form(check_storage_url(request.storage)) if request.storage else (
+        stored.run_relative_storage(request.out) if stored else RUN_RELATIVE)
+    url = resolved(kept, request.out)
     if stored and not request.force:
         _refuse_changes(stored, request, url)
     # The stored digest names this protocol's studies, whatever a later version would compute.
@@ -90,7 +93,7 @@ def run_study(request: RunRequest) -> RunResult:
         studies[model] = study
     # Models and budgets accumulate: a later, narrower command must not hide earlier studies.
     budgets = {**(stored.budgets if stored else {}), **{m: request.budget for m in request.models}}
-    RunRecord(protocol=request.protocol.to_dict(), digest=digest, storage=url, budgets=budgets,
+    RunRecord(protocol=request.protocol.to_dict(), digest=digest, storage=kept, budgets=budgets,
               seeds=request.seeds).write(request.out)
     _train_queued(request, store, [s.name for s in studies.values()])
 
@@ -120,8 +123,8 @@ def _stored_protocol(stored: RunRecord, run_dir: Path) -> RunProtocol:
 
 def _refuse_changes(stored: RunRecord, request: RunRequest, url: str) -> None:
     diffs = request.protocol.differences(_stored_protocol(stored, request.out))
-    if stored.storage != url:
-        diffs.append(f"storage: {stored.storage!r} stored, {url!r} asked")
+    if stored.storage_url(request.out) != url:
+        diffs.append(f"storage: {stored.storage_url(request.out)!r} stored, {url!r} asked")
     if diffs:
         raise BenchError(f"{request.out} holds a run with another protocol ({'; '.join(diffs[:3])}); "
                          "use another --out, repeat the stored settings, or add --force to start studies "

@@ -12,6 +12,7 @@ import json
 
 import pytest
 
+from tests.conftest import run_storage
 from bench.reports.plots import FIGURES
 from bench.records.protocol import RunProtocol
 from bench.records.study_store import StudyStore
@@ -67,7 +68,7 @@ def test_a_triangles_report_ranks_by_f1_with_precision_and_recall_beside(quick_r
     for (_, _), trial in results.groupby(["study", "trial"]):  # each trial's objective: its maximum F1
         assert (trial["objective"] == trial["tri_f1"].max()).all()
     record = json.loads((quick_run / "run.json").read_text())
-    store = StudyStore(record["storage"])
+    store = StudyStore(run_storage(quick_run))
     for model in ("ns_gan", "wgan"):  # the study maximises F1; `--seeds 1` re-ran the max-F1 configuration
         proto = RunProtocol.from_dict(record["protocol"])
         study = store.load(study_name(proto, model))

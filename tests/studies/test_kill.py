@@ -10,6 +10,7 @@ from pathlib import Path
 
 import optuna
 
+from tests.conftest import run_storage
 from bench.records.protocol import RunProtocol
 from bench.records.storage import open_storage
 from bench.studies.study import study_name
@@ -56,7 +57,7 @@ def test_sigkill_mid_trial_then_rerun(blob_folder, tmp_path):
     second = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert second.returncode == 0, second.stderr[-2000:]
     record = json.loads((out / "run.json").read_text())
-    storage, protocol = open_storage(record["storage"]), RunProtocol.from_dict(record["protocol"])
+    storage, protocol = open_storage(run_storage(out)), RunProtocol.from_dict(record["protocol"])
     for model in ("ns_gan", "vae"):
         trials = optuna.load_study(study_name=study_name(protocol, model), storage=storage).get_trials()
         done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]

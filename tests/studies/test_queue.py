@@ -12,6 +12,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState, create_trial
 
+from tests.conftest import run_storage
 from bench.studies.protocol import RunProtocol, resolve_protocol
 from bench.studies.search import SEED_RERUN_BASE
 from bench.records.storage import open_storage
@@ -33,7 +34,7 @@ def bench(*args, env=None, cwd=None) -> subprocess.CompletedProcess:
 def studies(out: Path, role: str = SEARCH) -> dict:
     """model -> its study's trials, in the order they were added."""
     record = json.loads((out / "run.json").read_text())
-    storage, proto = open_storage(record["storage"]), RunProtocol.from_dict(record["protocol"])
+    storage, proto = open_storage(run_storage(out)), RunProtocol.from_dict(record["protocol"])
     names = set(optuna.get_all_study_names(storage))
     return {m: optuna.load_study(study_name=study_name(proto, m, role), storage=storage).get_trials()
             for m in record["models"] if study_name(proto, m, role) in names}
@@ -72,16 +73,15 @@ def test_a_stale_seed_rerun_is_not_tried_again(blob_folder, tmp_path):
     fields = {k: v for k, v in proto.to_dict().items() if k != "dataset"}
     out = tmp_path / "run"
     make_run(out, {"ns_gan": [[30.0], [20.0]]}, dataset=proto.dataset, protocol=fields)
-    record = json.loads((out / "run.json").read_text())
-    seeds = optuna.create_study(study_name=study_name(proto, "ns_gan", SEEDS), storage=open_storage(record["storage"]))
-    source = optuna.load_study(study_name=study_name(proto, "ns_gan"), storage=open_storage(record["storage"]))
+    seeds = optuna.create_study(study_name=study_name(proto, "ns_gan", SEEDS), storage=open_storage(run_storage(out)))
+    source = optuna.load_study(study_name=study_name(proto, "ns_gan"), storage=open_storage(run_storage(out)))
     slot0 = source.get_trials()[0]
     seeds.add_trial(create_trial(state=TrialState.FAIL, params=slot0.params, distributions=slot0.distributions,
                                  user_attrs={"slot": 1, "seed": SEED_RERUN_BASE + 1, "role": SEEDS, "source_slot": 0,
                                              "rerun": 1, "status": "stale"}))
     from bench.studies.study import open_study
 
-    open_study(StudyStore(record["storage"]), proto, "ns_gan", SEEDS)  # its metadata, as bench run writes it
+    open_study(StudyStore(run_storage(out)), proto, "ns_gan", SEEDS)  # its metadata, as bench run writes it
 
     result = bench("run", "--model", "ns_gan", "--dataset", f"folder:{blob_folder}", "--budget", "2", "--seeds", "1",
                    *TINY, "--out", out)

@@ -14,7 +14,7 @@ from bench.studies.search import SEED_RERUN_BASE
 from bench.studies.status import status_rows
 from bench.records.storage import open_storage
 from bench.studies.study import SEEDS, study_name
-from tests.conftest import write_blob_folder
+from tests.conftest import write_blob_folder, run_storage
 from tests.test_cli import assert_one_line_error, run_cli
 from tests.test_train import nan_at_7  # noqa: F401  the fixture that registers test_nan_at_7 for a test
 
@@ -31,8 +31,7 @@ def request(folder, out, models=("ns_gan", "vae"), budget=3, **kw):
 
 
 def trials(out, proto, model, role="search"):
-    record = json.loads((out / "run.json").read_text())
-    study = optuna.load_study(study_name=study_name(proto, model, role), storage=open_storage(record["storage"]))
+    study = optuna.load_study(study_name=study_name(proto, model, role), storage=open_storage(run_storage(out)))
     return study.get_trials()
 
 

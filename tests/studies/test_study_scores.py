@@ -2,7 +2,6 @@
 (its maximum triangle F1), and reads runs stored before these rules by recomputing their scores
 (issue 11's acceptance)."""
 
-import json
 import shutil
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import numpy as np
 import optuna
 import pytest
 
+from tests.conftest import run_storage
 from bench import load_results
 from bench.models import restored_registry
 from bench.reports import tables
@@ -25,8 +25,7 @@ LEGACY = Path(__file__).resolve().parents[1] / "fixtures" / "run-2026-11-triangl
 
 
 def _study(out, proto, model, role=SEARCH):
-    record = json.loads((out / "run.json").read_text())
-    return StudyStore(record["storage"]).load(study_name(proto, model, role))
+    return StudyStore(run_storage(out)).load(study_name(proto, model, role))
 
 
 @pytest.fixture(scope="module")
