@@ -25,6 +25,16 @@ def _pack(text: str):
     return text if text == "auto" else _positive_int(text)
 
 
+def _checkpoint_every(text: str) -> str:
+    from bench.config import checkpoint_interval
+
+    try:
+        checkpoint_interval(text)
+    except BenchError as exc:
+        raise argparse.ArgumentTypeError(str(exc).split(": ", 1)[1]) from None
+    return text
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -74,6 +84,13 @@ OPTIONS = {
     "--jobs": (dict(type=_positive_int, default=DEFAULTS["jobs"]), "worker processes on this machine"),
     "--pack": (dict(type=_pack, default=DEFAULTS["pack"]), "trials of one model each worker trains as one batched "
                "computation, where the model packs (`bench list models`); auto: 1 on a CPU, 8 on a GPU"),
+    "--max-retries": (dict(type=_non_negative_int, default=DEFAULTS["max_retries"]), "further attempts of a slot "
+                      "whose trial failed with an error, before it stays failed"),
+    "--checkpoint-every": (dict(type=_checkpoint_every, default=DEFAULTS["checkpoint_every"]),
+                           "optimiser checkpoints at most every N evaluation points or every time such as 90s, "
+                           "10m, 1h: a killed trial resumes from the last one"),
+    "--keep-checkpoints": (dict(action="store_true"), "keep an ended trial's optimiser checkpoint (to train it "
+                           "further); by default only the weights later commands use are kept"),
     "--draws": (dict(type=_positive_int, default=DEFAULTS["draws"]), "bootstrap draws for budget curves "
                 "and rankings"),
     "--device": (dict(default=DEFAULTS["device"]), "auto or cuda (every visible GPU, else auto: the CPU), cpu, "
@@ -85,6 +102,8 @@ OPTIONS = {
 }
 # What every trial's numbers depend on besides model, hyperparameters and seed (`bench train`, `bench run`).
 PROTOCOL_OPTIONS = tuple("--" + key.replace("_", "-") for key in TRIAL_KEYS)
+# How a trial's files are kept: never changes a result.
+CHECKPOINT_OPTIONS = ("--checkpoint-every", "--keep-checkpoints")
 # Where a command runs and reads from: options that never change a result.
 MACHINE_OPTIONS = ("--device", "--data-root", "--inception-weights", "--no-progress")
 
@@ -143,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", type=Path, help="trial folder (default runs/train/MODEL-DATASET-seedSEED)")
     train.add_argument("--set", dest="assignments", action="append", metavar="KEY=VALUE",
                        help="override a hyperparameter of the model's author defaults, e.g. --set lr=1e-4 (repeatable)")
-    add_options(train, *MACHINE_OPTIONS)
+    add_options(train, *CHECKPOINT_OPTIONS, *MACHINE_OPTIONS)
 
     score = command(
         "score", commands.score,
@@ -185,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seeds", type=_non_negative_int,
                      help=f"retrain each model's best configuration with N further seeds (default: the preset's"
                      f"{_seeds_of_presets()}; --seeds 0 turns it off)")
-    add_options(run, "--jobs", "--pack")
+    add_options(run, "--jobs", "--pack", "--max-retries", *CHECKPOINT_OPTIONS)
     run.add_argument("--storage", help="study storage URL (default: a journal file in the run folder; "
                      "postgresql://... lets `bench worker` on other machines join)")
     run.add_argument("--out", type=Path, help="run folder (default runs/DATASET)")
@@ -196,15 +215,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = command(
         "worker", commands.worker,
-        help="join a study's storage and train its waiting trials",
-        description="Take WAITING trials of the chosen studies from the storage, train and score them, until "
-        "the budget is spent. Start as many as you like, on any machine that reaches the storage.",
+        help="join a run's storage and train its waiting trials",
+        description="Take WAITING trials from the storage, train and score them, until none is left (none "
+        "waiting, none running elsewhere, no seed re-runs announced). Start as many as you like, on any machine "
+        "that reaches the storage. With --run, the worker serves every study of the run, including those "
+        "`bench run` starts later (the seed re-runs after the search).",
     )
-    worker.add_argument("--storage", required=True, help="the run's storage URL (or a run folder)")
-    worker.add_argument("--study", required=True, action="append",
-                        help="a study name, or a prefix such as the dataset name for all of its studies (repeatable)")
+    source = worker.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run", help="a run folder or storage URL: every study of that run, now and later")
+    source.add_argument("--storage", help="the run's storage URL (or a run folder), with --study")
+    worker.add_argument("--study", action="append",
+                        help="with --storage: a study name, or a prefix such as the dataset name for all of its "
+                        "studies (repeatable)")
+    worker.add_argument("--wait", action="store_true",
+                        help="keep waiting for new trials instead of exiting when none is left")
     worker.add_argument("--out", type=Path, help="where trial folders go (default: the run folder when --storage is one, else runs/DATASET)")
-    add_options(worker, "--jobs", "--pack", *MACHINE_OPTIONS)
+    add_options(worker, "--jobs", "--pack", "--max-retries", *CHECKPOINT_OPTIONS, *MACHINE_OPTIONS)
     worker.add_argument("--quiet", action="store_true", help="no line per finished trial")
 
     status = command("status", commands.status, help="per-model progress of a run")
@@ -245,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     rank.add_argument("--dataset", required=True, help="the dataset of the run in --against")
     rank.add_argument("--budget", required=True, type=_positive_int, help="configurations of the new model")
     rank.add_argument("--against", required=True, type=Path, help="run folder (or a folder of run folders)")
-    add_options(rank, "--jobs", "--pack", "--draws", *MACHINE_OPTIONS)
+    add_options(rank, "--jobs", "--pack", "--max-retries", *CHECKPOINT_OPTIONS, "--draws", *MACHINE_OPTIONS)
     return parser
 
 

@@ -21,6 +21,11 @@ def _machine_flags(args) -> dict:
             "progress": not args.no_progress}
 
 
+def _checkpoint_flags(args) -> dict:
+    """cli.CHECKPOINT_OPTIONS as the library takes them."""
+    return {"checkpoint_every": args.checkpoint_every, "keep_checkpoints": args.keep_checkpoints}
+
+
 def _list_models() -> list[dict]:
     from bench.models.catalog import model_rows
 
@@ -70,7 +75,7 @@ def train(args) -> int:
     config = make_trial_config(args.model, args.dataset, seed=args.seed, overrides=parse_assignments(args.assignments),
                                **_protocol_flags(args, TRIAL_KEYS))
     out = args.out or Path("runs") / "train" / f"{_slug(config.model)}-{_slug(config.dataset)}-seed{config.seed}"
-    result = run_trial(config, RunOptions(out=out, **_machine_flags(args)))
+    result = run_trial(config, RunOptions(out=out, **_checkpoint_flags(args), **_machine_flags(args)))
     shown = ("fid", "kid_mean", "precision", "recall", "density", "coverage", "is_mean", "tri_f1", "nll_bpd",
              "nll_nats_binarized")
     rows = [{"step": r["step"], **{k: r["metrics"][k] for k in shown if k in r["metrics"]},
@@ -150,14 +155,14 @@ def run(args) -> int:
     out = args.out or Path("runs") / _slug(args.dataset)
     seeds = preset_seeds(args.preset) if args.seeds is None else args.seeds
     request = RunRequest(models=models, protocol=protocol, budget=args.budget, out=out, seeds=seeds,
-                         jobs=args.jobs, pack=args.pack, storage=args.storage, force=args.force,
-                         **_machine_flags(args))
+                         jobs=args.jobs, pack=args.pack, max_retries=args.max_retries, storage=args.storage,
+                         force=args.force, **_checkpoint_flags(args), **_machine_flags(args))
     run_study(request)
     _, rows = status_rows(out)
     print(format_table(rows))
     failed = sum(r["failed"] for r in rows)
-    print(f"run folder: {out}" + (f"; {failed} trial(s) failed: see error.log in their folders, "
-                                  "and rerun the same command to retry them" if failed else
+    print(f"run folder: {out}" + (f"; {failed} trial(s) failed after {args.max_retries} retries: see error.log in "
+                                  "their folders, and rerun with a larger --max-retries to try them again" if failed else
                                   f"; tables, rankings, figures: bench report {out}"))
     return 1 if failed else 0
 
@@ -166,29 +171,44 @@ def worker(args) -> int:
     from bench.records.run_folder import RunRecord
     from bench.records.storage import check_storage_url
     from bench.records.study_store import StudyStore
-    from bench.studies.worker import train_waiting_trials
+    from bench.studies.worker import RunStudies, patiently, train_waiting_trials
 
-    url, run_dir = args.storage, None
-    if Path(url).is_dir():  # a run folder: its storage, and its trial folders go there
-        run_dir = Path(url)
-        url = RunRecord.require(run_dir).storage_url(run_dir)
-    store = StudyStore(check_storage_url(url))
-    names = [n for pattern in args.study for n in store.select(pattern)]
-    out = args.out or run_dir or Path("runs") / _slug(names[0].split("/")[0])
+    given = args.run or args.storage
+    if args.storage and not args.study:
+        raise BenchError("--storage needs --study NAME (repeatable), or use --run to serve every study of the run")
+    url, run_dir, record = given, None, None
+    if Path(given).is_dir():  # a run folder: its storage, and its trial folders go there
+        run_dir = Path(given)
+        record = RunRecord.require(run_dir)
+        url = record.storage_url(run_dir)
+    store = patiently(StudyStore, check_storage_url(url))  # a worker waits out a database restart
+    if args.run:
+        names = RunStudies(store, record.dataset if record else None, record.digest if record else None)
+        first = names()
+        if not first:
+            raise BenchError(f"{given} holds no bench study yet; start the run with `bench run` first")
+    else:
+        first = list(dict.fromkeys(n for pattern in args.study for n in store.select(pattern)))
+        names = first
+    out = args.out or run_dir or Path("runs") / _slug(first[0].split("/")[0])
 
     def say(item):
         if not args.quiet:
             value = f"{item.value:.2f}" if item.value is not None else "-"
-            print(f"{item.model} slot {item.slot}: {item.status}, {item.score_name} {value}", flush=True)
+            print(f"{item.model} slot {item.slot}: {item.status}, {item.score_name} {value}"
+                  + (f" ({item.error}; queued again)" if item.retried else f" ({item.error})" if item.error else ""),
+                  flush=True)
 
-    names = list(dict.fromkeys(names))
     if args.jobs > 1:  # worker processes placed over the GPUs of --device, each printing its own lines
         from bench.studies.placement import start_workers
 
-        start_workers(store.url, names, out, args.jobs, args.device, data_root=args.data_root,
-                      inception_weights=args.inception_weights, quiet=args.quiet, pack=args.pack)
+        start_workers(store.url, first, out, args.jobs, args.device, data_root=args.data_root,
+                      inception_weights=args.inception_weights, quiet=args.quiet, pack=args.pack,
+                      max_retries=args.max_retries, follow=given if args.run else None, wait=args.wait,
+                      **_checkpoint_flags(args))
         return 0
-    count = train_waiting_trials(store.url, names, out, on_finished=say, pack=args.pack, **_machine_flags(args))
+    count = train_waiting_trials(store.url, names, out, on_finished=say, pack=args.pack, max_retries=args.max_retries,
+                                 wait=args.wait, **_checkpoint_flags(args), **_machine_flags(args))
     if not args.quiet:
         print(f"no waiting trials left; this worker trained {count}")
     return 0
@@ -234,7 +254,7 @@ def rank(args) -> int:
     from bench.textfmt import format_table
 
     ranking = rank_model(args.model, args.dataset, args.budget, args.against, jobs=args.jobs, pack=args.pack, draws=args.draws,
-                         **_machine_flags(args))
+                         max_retries=args.max_retries, **_checkpoint_flags(args), **_machine_flags(args))
     score = score_for(args.dataset)
     print(f"ranking at budget {ranking.budget} (bootstrap mean of the {score.best_word} "
           f"{score.label} among {ranking.budget} trials):")

@@ -71,6 +71,28 @@ class RunOptions:
     inception_weights: Optional[Path] = None
     progress: bool = True
     cache_dir: Optional[Path] = None
+    lease: Optional[object] = None  # a worker's `trial_folder.Lease` on the trial folder; None: `bench train`
+    checkpoint_every: str = DEFAULTS["checkpoint_every"]  # N evaluation points, or a time: 90s, 10m, 1h
+    keep_checkpoints: bool = False  # keep the optimiser checkpoint of an ended trial (to train it further)
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600}
+
+
+def checkpoint_interval(text: str) -> tuple[str, float]:
+    """("points", N) for `N`, ("seconds", S) for `90s`, `10m`, `1h`; a one-line error otherwise."""
+    text = str(text).strip()
+    try:
+        if text[-1:] in _UNITS:
+            value, kind = float(text[:-1]) * _UNITS[text[-1]], "seconds"
+        else:
+            value, kind = int(text), "points"
+    except ValueError:
+        value, kind = -1, ""
+    if value < 0 or (kind == "points" and value < 1):
+        raise BenchError(f"--checkpoint-every {text!r}: give a number of evaluation points (1, 2, ...) or a time "
+                         "such as 90s, 10m, 1h")
+    return kind, value
 
 
 def evaluation_steps(steps: int, every: int) -> list[int]:

@@ -33,6 +33,8 @@ DEFAULTS = {
     "preset": "paper",
     # How a command runs: never changes a number.
     "jobs": 1,
+    "checkpoint_every": "10m",  # optimiser checkpoints at most this often: a resume loses at most this
+    "max_retries": 2,  # further attempts of a slot whose trial failed for its own reason
     "pack": "auto",  # trials of one model trained as one (bench/packing; bench/devices.py AUTO_PACK)
     "device": "auto",
     # Reports: bootstrap draws of budget curves and rankings.

@@ -60,10 +60,20 @@ def score_checkpoint_nll(checkpoint_dir: Path, method: str, *, n: Optional[int] 
         raise BenchError(f"--n {n} must lie in 1..{len(reference)} (the evaluation split of {config.dataset})")
     torch_device = torch.device(resolve_device(device))
     model = build_model(config.model, data.info.image_shape, config.hparams, torch_device)
+    # A trial in progress (or kept with --keep-checkpoints) is scored at its checkpoint; an ended
+    # one at its last point's kept weights (the best point's where they are the same).
     checkpoint = folder.load_checkpoint(config, torch_device)
-    if checkpoint is None:
-        raise BenchError(f"{checkpoint_dir} has no checkpoint yet; let the trial reach its first evaluation point")
-    model.load_state_dict(checkpoint["model"])
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint["model"])
+    else:
+        checkpoint = folder.load_weights(config, torch_device, "last") or folder.load_weights(config, torch_device, "best")
+        if checkpoint is None:
+            raise BenchError(f"{checkpoint_dir} has no checkpoint or kept weights yet; let the trial reach its first "
+                             "evaluation point")
+        try:
+            model.load_kept_weights(checkpoint["weights"])
+        except ValueError as exc:
+            raise BenchError(f"{checkpoint_dir}: {exc}") from None
     metric = get_metric(METRIC_OF_METHOD[method])
     inputs = MetricInputs(model=model, test_images=reference.head(n).images, nll_k=nll_k or NLL_K, ais=settings)
     try:

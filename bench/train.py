@@ -22,7 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 import bench
-from bench.config import EVAL_NOISE_SEED, RunOptions, TrialConfig, resolve_device
+from bench.config import EVAL_NOISE_SEED, RunOptions, TrialConfig, checkpoint_interval, resolve_device
 from bench.data import get_dataset
 from bench.data.device_batches import DeviceBatches
 from bench.errors import BenchError
@@ -70,7 +70,7 @@ def run_trial(config: TrialConfig, options: RunOptions, on_step: Optional[Callab
     A finished trial returns at once, before any data or network is loaded. `on_step(step)` is
     called after every step (tests use it to interrupt a run).
     """
-    folder = TrialFolder(options.out)
+    folder = TrialFolder(options.out, options.lease)
     state = folder.claim(config)
     ended = finished_result(config, folder, state)
     return ended if ended is not None else _Trial(config, options, folder, state).run(on_step)
@@ -127,7 +127,10 @@ class _Trial:
         self.rng = torch.Generator(device=self.device)
         self.rng.manual_seed(config.seed)
         self.train_seconds = self.eval_seconds = 0.0
+        self.checkpoint_every = checkpoint_interval(options.checkpoint_every)
         self.step = self._restore(folder.load_checkpoint(config, self.device))
+        self.checkpoint_step, self.checkpoint_time, self.points_since_checkpoint = self.step, time.monotonic(), 0
+        self.weights = dict(state.weights or {}) if state else {}
         # Steps this trial was resumed from, so that a report can show it survived a kill.
         self.resumes = list(state.resumes if state else []) + ([self.step] if self.step else [])
 
@@ -138,7 +141,7 @@ class _Trial:
         self.eval_z = self.model.sample_noise(config.eval_samples, noise_rng, "cpu").to(self.device, self.model_dtype)
         self.monitor = LossMonitor()
         self.run_info = {"device": _device_name(self.device), "pack": pack, "host": platform.node(),
-                         "bench_version": bench.__version__}
+                         "owner": folder.lease.token if folder.lease else None, "bench_version": bench.__version__}
         records = folder.evaluations()
         self.recorded = {r["step"] for r in records}
         self.last_fid = records[-1]["metrics"].get("fid") if records else None
@@ -174,6 +177,7 @@ class _Trial:
             bar.update(done - bar.n)
             bar.set_postfix(_postfix(self.monitor.latest, self.last_fid), refresh=False)
 
+        on_step = self.watching_lease(on_step)
         try:
             for point in self.points_ahead():
                 t0 = time.perf_counter()
@@ -201,17 +205,54 @@ class _Trial:
             return self._evaluate_and_record()
         return True
 
+    def watching_lease(self, on_step):
+        """`on_step`, stopping the trial (LeaseLost) at the first step after its worker's
+        heartbeat found that another worker owns it now: not one more step is spent on it."""
+        lease = self.folder.lease
+        if lease is None:
+            return on_step
+
+        def step(done: int) -> None:
+            if lease.is_lost():
+                self.folder.check_lease()
+            if on_step is not None:
+                on_step(done)
+        return step
+
     def points_ahead(self) -> list:
         return [p for p in self.config.evaluation_steps() if p > self.step]
 
     def reach(self, point: int) -> Optional[TrialResult]:
         """The trial has trained to evaluation point `point`: evaluate and record it; the result
-        if that ends the trial (non-finite samples), else None."""
+        if that ends the trial (non-finite samples), else None. A point recorded before (the trial
+        resumed from a checkpoint older than its last record) is not evaluated again: training is
+        deterministic, so the model is the one that was."""
         self.step = point
-        if not self._evaluate_and_record():
+        self.points_since_checkpoint += 1
+        if point in self.recorded:
+            self.monitor.interval_means()  # the next record's loss means start here, as they did
+        elif not self._evaluate_and_record():
             return self.diverge(point)
+        if point != self.config.steps and self._checkpoint_due():
+            self._save_checkpoint()
         self._write_state("running")
         return None
+
+    def _checkpoint_due(self) -> bool:
+        kind, every = self.checkpoint_every
+        if kind == "points":
+            return self.points_since_checkpoint >= every
+        return time.monotonic() - self.checkpoint_time >= every
+
+    def _save_checkpoint(self) -> None:
+        self.folder.save_checkpoint(self.config, {"model": self.model.state_dict(), "rng": self.rng.get_state(),
+                                                  "rng_device": self.device.type, "clock": self._clock(),
+                                                  "step": self.step})
+        self.checkpoint_step, self.checkpoint_time, self.points_since_checkpoint = self.step, time.monotonic(), 0
+
+    def _keep_weights(self, which: str) -> None:
+        self.folder.save_weights(which, self.config, self.step, self.model.kept_weights())
+        self.weights[which] = self.step
 
     def diverge(self, step: int) -> TrialResult:
         self.step = step
@@ -224,6 +265,7 @@ class _Trial:
 
     def _evaluate_and_record(self) -> bool:
         """Score the model at the current step and store it; False if its samples are not finite."""
+        self.folder.check_lease()
         t0 = time.perf_counter()
         samples = torch.cat([self.model.generate(z) for z in self.eval_z.split(self.model.generate_batch)])
         if not torch.isfinite(samples).all():
@@ -242,8 +284,16 @@ class _Trial:
 
         config, model = self.config, self.model
         clock = self._clock()
-        self.folder.save_checkpoint(config, {"model": model.state_dict(), "rng": self.rng.get_state(),
-                                             "rng_device": self.device.type, "clock": clock, "step": self.step})
+        # The weights later commands use, before the record that points to them: at the best point
+        # so far, and at the last point where it is not the best.
+        best = self._best_so_far(metrics)
+        if best:
+            self._keep_weights("best")
+        elif self.step == config.steps:
+            self._keep_weights("last")
+        if best and self.step == config.steps:
+            self.weights["last"] = self.step
+            self.folder.weights_path("last").unlink(missing_ok=True)  # an older last point's, from before a resume
         self.folder.append_evaluation(EvalRecord(
             step=self.step, g_steps=model.g_steps, images_seen=self.step * config.batch_size, metrics=metrics,
             unavailable=evaluation.unavailable, losses=self.monitor.interval_means(), **clock, model=config.model,
@@ -254,8 +304,9 @@ class _Trial:
 
     def _reported_point(self, metrics: dict) -> bool:
         """The last point, or one at least as good as every earlier point of the trial by its score."""
-        if self.step == self.config.steps:
-            return True
+        return self.step == self.config.steps or self._best_so_far(metrics)
+
+    def _best_so_far(self, metrics: dict) -> bool:
         score = score_for(self.config.dataset)
         earlier = [score.record_key(r) for r in self.folder.evaluations() if r["step"] < self.step]
         return not earlier or score.record_key({"metrics": metrics}) <= min(earlier)
@@ -286,10 +337,19 @@ class _Trial:
     def _write_state(self, status: str, diverged_at_step: Optional[int] = None) -> TrialState:
         return self.folder.write_state(TrialState(self.config, status, steps_done=self.step, compute=self._compute(),
                                                   resumes=self.resumes, numerics=self._numerics(),
-                                                  diverged_at_step=diverged_at_step, **self.run_info))
+                                                  diverged_at_step=diverged_at_step,
+                                                  checkpoint_step=self.checkpoint_step,
+                                                  checkpoint_every=self.options.checkpoint_every,
+                                                  weights=self.weights or None, **self.run_info))
 
     def finish(self, status: str, diverged_at_step: Optional[int] = None) -> TrialResult:
+        """End the trial. Its optimiser checkpoint goes (unless --keep-checkpoints): what later
+        commands need is in weights-*.pt, and at 1,300 trials checkpoints would fill a disk."""
+        if self.options.keep_checkpoints and self.step != self.checkpoint_step and status == "complete":
+            self._save_checkpoint()  # to train on from the end
         self._write_state(status, diverged_at_step)
+        if not self.options.keep_checkpoints:
+            self.folder.drop_checkpoint()
         return TrialResult(self.config, self.folder.path, status, self.folder.evaluations(), diverged_at_step)
 
 

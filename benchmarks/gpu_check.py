@@ -132,7 +132,7 @@ def short_trial(device: torch.device, folder: Path) -> dict:
     config = make_trial_config("ns_gan", f"folder:{data}", steps=8, eval_every=4, eval_samples=32, extractor="tiny")
     before = Numerics.current()
     t0 = time.perf_counter()
-    result = run_trial(config, RunOptions(out=folder / "trial", device=str(device), progress=False))
+    result = run_trial(config, RunOptions(out=folder / "trial", device=str(device), progress=False, keep_checkpoints=True))
     seconds = time.perf_counter() - t0
     records = [json.loads(line) for line in (folder / "trial" / "evals.jsonl").read_text().splitlines()]
     checkpoint = torch.load(folder / "trial" / "checkpoint.pt", map_location="cpu", weights_only=True)
@@ -190,12 +190,15 @@ def resume_bit_for_bit(device: torch.device, folder: Path) -> dict:
         if done == 6:
             raise Stop
 
-    through = run_trial(config, RunOptions(out=folder / "through", device=str(device), progress=False))
+    through = run_trial(config, RunOptions(out=folder / "through", device=str(device), progress=False,
+                                           checkpoint_every="1"))
     try:
-        run_trial(config, RunOptions(out=folder / "resumed", device=str(device), progress=False), on_step=stop_at)
+        run_trial(config, RunOptions(out=folder / "resumed", device=str(device), progress=False, checkpoint_every="1"),
+                  on_step=stop_at)
     except Stop:
         pass
-    resumed = run_trial(config, RunOptions(out=folder / "resumed", device=str(device), progress=False))
+    resumed = run_trial(config, RunOptions(out=folder / "resumed", device=str(device), progress=False,
+                                           checkpoint_every="1"))
     same = [(a["losses"], a["metrics"]) == (b["losses"], b["metrics"])
             for a, b in zip(through.evaluations, resumed.evaluations)]
     return {"points": len(same), "identical": all(same) and len(same) == len(through.evaluations)}

@@ -70,7 +70,7 @@ def sample_value(action):
         return []
     if action.choices:
         return [action.option_strings[0], list(action.choices)[-1]]
-    if action.type in (cli._positive_int, cli._pack):
+    if action.type in (cli._positive_int, cli._pack, cli._non_negative_int, cli._checkpoint_every):
         return [action.option_strings[0], "7"]
     return [action.option_strings[0], "cpu" if action.default else "/x"]
 

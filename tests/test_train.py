@@ -18,7 +18,8 @@ def config_for(folder, model="ns_gan", steps=20, eval_every=10, **overrides):
 
 
 def options(out, **kw):
-    return RunOptions(out=out, device="cpu", progress=False, **kw)
+    """A checkpoint at every point (the resume tests resume from one), unless asked otherwise."""
+    return RunOptions(out=out, device="cpu", progress=False, **{"checkpoint_every": "1", **kw})
 
 
 class Interrupt(Exception):
@@ -72,9 +73,43 @@ def test_interrupted_trial_resumes_to_the_same_result(blob_folder, tmp_path):
     resumed = run_trial(config, options(tmp_path / "b"))
     assert [r["step"] for r in resumed.evaluations] == [10, 20, 30]
     assert [r["metrics"]["fid"] for r in resumed.evaluations] == [r["metrics"]["fid"] for r in straight.evaluations]
-    a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)["model"]
-    b = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)["model"]
-    assert all(torch.equal(a[k], b[k]) for k in a if isinstance(a[k], torch.Tensor))
+    names = sorted(p.name for p in (tmp_path / "a").glob("weights-*.pt"))
+    assert names and names == sorted(p.name for p in (tmp_path / "b").glob("weights-*.pt"))
+    for name in names:
+        a = torch.load(tmp_path / "a" / name, weights_only=True)["weights"]
+        b = torch.load(tmp_path / "b" / name, weights_only=True)["weights"]
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_an_ended_trial_keeps_the_weights_later_commands_use_not_its_optimiser(blob_folder, tmp_path):
+    config = config_for(blob_folder, steps=30)
+    run_trial(config, options(tmp_path / "t"))
+    folder = tmp_path / "t"
+    assert not (folder / "checkpoint.pt").exists()
+    state = json.loads((folder / "trial.json").read_text())
+    kept = {p.name for p in folder.glob("weights-*.pt")}
+    assert kept == {f"weights-{w}.pt" for w, step in state["weights"].items()
+                    if w == "best" or step != state["weights"]["best"]}
+    weights = torch.load(folder / "weights-best.pt", weights_only=True)
+    assert weights["step"] == state["weights"]["best"] and {k.split(".")[0] for k in weights["weights"]} == {"G"}
+    run_trial(config, options(tmp_path / "kept", keep_checkpoints=True))
+    assert torch.load(tmp_path / "kept" / "checkpoint.pt", weights_only=True)["step"] == 30
+
+
+@pytest.mark.parametrize("every, resumes_from", [("2", 20), ("1h", 0)])
+def test_checkpoints_at_most_every_n_points_or_seconds_and_a_resume_repeats_nothing(
+        blob_folder, tmp_path, every, resumes_from):
+    config = config_for(blob_folder, model="wgan_gp", steps=30)
+    straight = run_trial(config, options(tmp_path / "a"))
+    with pytest.raises(Interrupt):
+        run_trial(config, options(tmp_path / "b", checkpoint_every=every), on_step=interrupt_at(25))
+    state = json.loads((tmp_path / "b" / "trial.json").read_text())
+    assert state["checkpoint_step"] == resumes_from and state["checkpoint_every"] == every  # what a resume loses
+    resumed = run_trial(config, options(tmp_path / "b", checkpoint_every=every))
+    lines = (tmp_path / "b" / "evals.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [10, 20, 30]  # retrained points are not recorded twice
+    assert [r["metrics"]["fid"] for r in resumed.evaluations] == [r["metrics"]["fid"] for r in straight.evaluations]
+    assert json.loads((tmp_path / "b" / "trial.json").read_text())["resumes"] == ([resumes_from] if resumes_from else [])
 
 
 def test_missing_record_after_checkpoint_is_evaluated_again(blob_folder, tmp_path):

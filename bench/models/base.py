@@ -126,6 +126,24 @@ class GenerativeModel(nn.Module):
             params, lr=self.hparams["lr"], betas=(self.hparams["beta1"], 0.999), eps=1e-8, fused=fused or None
         )
 
+    # What a finished trial keeps for later commands (samples, `bench score --checkpoint`, AIS):
+    # the weights of these top-level networks (None: every parameter and buffer), never the
+    # optimiser state; a GAN keeps G, a VAE its encoder and decoder.
+    kept_networks: ClassVar[Optional[tuple]] = None
+
+    def kept_weights(self) -> Dict[str, torch.Tensor]:
+        named = {**dict(self.named_parameters()), **dict(self.named_buffers())}
+        keep = self.kept_networks
+        return {name: t.detach() for name, t in named.items() if keep is None or name.split(".")[0] in keep}
+
+    def load_kept_weights(self, weights: Dict[str, torch.Tensor]) -> None:
+        """Load what `kept_weights` saved; the networks not kept stay as built."""
+        missing, unexpected = self.load_state_dict(weights, strict=False)
+        expected = set(self.kept_weights())
+        lost = [k for k in missing if k in expected]
+        if lost or unexpected:
+            raise ValueError(f"weights do not fit: missing {lost[:3]}, unexpected {list(unexpected)[:3]}")
+
     # Optimiser state and step counters travel inside state_dict(), so a checkpoint is one call.
     def get_extra_state(self) -> dict:
         return {

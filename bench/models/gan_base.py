@@ -49,6 +49,7 @@ class GAN(GenerativeModel):
 
     family = "gan"
     noise = "uniform"
+    kept_networks = ("G",)  # sampling and AIS need only the generator
     loss: ClassVar[AdversarialLoss]
     penalty: ClassVar[Optional[Penalty]] = None  # weighted by hparams["lambda"]
     fresh_z_for_generator: ClassVar[bool] = False  # WGAN-GP draws a new z for its G step

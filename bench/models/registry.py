@@ -162,6 +162,7 @@ def _load_from_file(spec: str) -> Type:
             raise BenchError(f"model file {path} failed to import: {type(exc).__name__}: {exc}") from None
     cls = getattr(module, class_name, None)
     if cls is not None and cls.__dict__.get("source"):
+        _MODELS.setdefault(cls.name, cls)  # loaded before, and unregistered since (`restored_registry`)
         return cls
     if cls is None:
         found = [n for n, v in vars(module).items() if inspect.isclass(v) and v.__module__ == module_name]

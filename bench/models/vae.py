@@ -53,6 +53,7 @@ class VAE(GenerativeModel):
     """Variational autoencoder with a Bernoulli decoder (Kingma & Welling 2014)."""
 
     family = "vae"
+    kept_networks = ("encoder", "decoder")  # the bound needs both; samples and AIS the decoder
     explicit = True
     # Its Bernoulli likelihood is a likelihood of binary images: NLL in nats on binarised test
     # images (PROTOCOL §5), though it trains on gray values as the study did.

@@ -62,7 +62,7 @@ def _run_pack(configs, options, on_step) -> List[TrialResult]:
     results: Dict[int, TrialResult] = {}
     trials: Dict[int, _Trial] = {}
     for i, (config, opts) in enumerate(zip(configs, options)):
-        folder = TrialFolder(opts.out)
+        folder = TrialFolder(opts.out, opts.lease)
         state = folder.claim(config)
         ended = finished_result(config, folder, state)
         if ended is not None:
@@ -85,6 +85,8 @@ def _run_pack(configs, options, on_step) -> List[TrialResult]:
 def _train_in_lockstep(members: Dict[int, _Trial], on_step) -> Dict[int, TrialResult]:
     results: Dict[int, TrialResult] = {}
     first = next(iter(members.values()))
+    for trial in members.values():  # a member whose lease is lost stops the pack: its worker re-queues the rest
+        on_step = trial.watching_lease(on_step)
     bar = first.progress_bar(f"{first.config.model} ×{len(members)}")
     try:
         for point in first.points_ahead():

@@ -41,6 +41,7 @@ class EvalRecord:
     device: Optional[str] = field(default=None, metadata=_COPY)
     pack: Optional[int] = field(default=None, metadata=_COPY)  # trials trained together with it (bench/packing); 1: alone
     host: Optional[str] = None
+    owner: Optional[str] = None  # the lease token of the worker that wrote it (bench/records/trial_folder.py)
     bench_version: Optional[str] = None
 
     @classmethod

@@ -20,6 +20,8 @@ from typing import Optional
 from urllib.parse import urlparse
 
 import optuna
+from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+from optuna.storages.journal._file import get_lock_file
 
 from bench.errors import BenchError
 
@@ -54,31 +56,54 @@ def repair_torn_journal(path: Path) -> Optional[Path]:
     Optuna reads such a journal but appends after the fragment, and the next read fails for
     good; cut back to the last complete record, under the journal's own lock, the run goes on
     from there. Returns the `.torn` file written, or None where the journal was whole."""
-    from optuna.storages.journal import JournalFileOpenLock
-    from optuna.storages.journal._file import get_lock_file
-
     path = Path(path)
     if not path.exists() or path.stat().st_size == 0:
         return None
     with get_lock_file(JournalFileOpenLock(str(path))):
-        with open(path, "rb+") as f:
-            cut = _last_whole_record_end(f)
-            size = f.seek(0, os.SEEK_END)
-            if cut == size:
-                return None
-            f.seek(cut)
-            torn = f.read()
-            aside = path.with_name(path.name + TORN_SUFFIX)
-            with open(aside, "ab") as out:
-                out.write(torn + (b"" if torn.endswith(b"\n") else b"\n"))
-                out.flush()
-                os.fsync(out.fileno())
-            f.truncate(cut)
-            f.flush()
-            os.fsync(f.fileno())
+        return _cut_torn_tail(path)
+
+
+def _cut_torn_tail(path: Path) -> Optional[Path]:
+    """repair_torn_journal's work, for a caller that holds the journal's lock."""
+    with open(path, "rb+") as f:
+        cut = _last_whole_record_end(f)
+        size = f.seek(0, os.SEEK_END)
+        if cut == size:
+            return None
+        f.seek(cut)
+        torn = f.read()
+        aside = path.with_name(path.name + TORN_SUFFIX)
+        with open(aside, "ab") as out:
+            out.write(torn + (b"" if torn.endswith(b"\n") else b"\n"))
+            out.flush()
+            os.fsync(out.fileno())
+        f.truncate(cut)
+        f.flush()
+        os.fsync(f.fileno())
     print(f"bench: warning: {path} ended in a torn record ({len(torn)} bytes, from a write that was cut); "
           f"it was set aside in {aside} and the run goes on from the record before it", file=sys.stderr)
     return aside
+
+
+class RepairingJournalFile(JournalFileBackend):
+    """Optuna's journal file, checking under its lock before each append that the file ends in a
+    whole record: a write cut while workers run (a full disk) is set aside, not appended onto
+    (which would make every later read fail)."""
+
+    def append_logs(self, logs) -> None:
+        with get_lock_file(self._lock):
+            with open(self._file_path, "rb") as f:
+                size = f.seek(0, os.SEEK_END)
+                if size:
+                    f.seek(size - 1)
+                whole = size == 0 or f.read(1) == b"\n"
+            if not whole:
+                _cut_torn_tail(Path(self._file_path))
+            text = "\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n"
+            with open(self._file_path, "ab") as f:
+                f.write(text.encode("utf-8"))
+                f.flush()
+                os.fsync(f.fileno())
 
 
 def _last_whole_record_end(f) -> int:
@@ -138,17 +163,22 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
     url = check_storage_url(url)
     try:
         if url.startswith("journal:"):
-            from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
-
             path = Path(url[len("journal:"):])
             path.parent.mkdir(parents=True, exist_ok=True)
             repair_torn_journal(path)
-            return optuna.storages.JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path))))
+            return optuna.storages.JournalStorage(RepairingJournalFile(str(path), lock_obj=JournalFileOpenLock(str(path))))
         if url.startswith("sqlite"):
             return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 120}})
         if url.startswith("postgres://"):
             url = "postgresql://" + url[len("postgres://"):]
-        return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}})
+        # A worker uses one connection and its heartbeat thread a second: a pool of that size, so
+        # that 64 workers stay within PostgreSQL's default 100 connections.
+        # TCP keepalives: a connection to a server that went away fails within a minute instead of
+        # hanging a heartbeat for good.
+        connect = {"connect_timeout": 10, "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
+                   "keepalives_count": 3}
+        return optuna.storages.RDBStorage(url, engine_kwargs={
+            "pool_pre_ping": True, "pool_size": 1, "max_overflow": 1, "connect_args": connect})
     except BenchError:
         raise
     except ModuleNotFoundError as exc:
@@ -156,7 +186,12 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
                          "pip install 'bench[postgres]'") from None
     except Exception as exc:  # unreachable server, bad credentials, unwritable file
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise BenchError(f"cannot open storage {_redact(url)}: {reason}") from None
+        raise StorageUnreachable(f"cannot open storage {_redact(url)}: {reason}") from None
+
+
+class StorageUnreachable(BenchError):
+    """The storage could not be opened (a server down or refusing, a file that cannot be written):
+    `bench run` says so at once; a worker waits for it (bench/studies/worker.py `patiently`)."""
 
 
 def _redact(url: str) -> str:

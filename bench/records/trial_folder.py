@@ -2,10 +2,18 @@
 
     trial.json        `TrialState`: configuration, status, progress and compute (rewritten atomically)
     evals.jsonl       one `EvalRecord` per evaluation point, appended as it happens, never rewritten
-    checkpoint.pt     the latest checkpoint: model + optimisers + RNG + clock (atomic)
+    checkpoint.pt     the latest checkpoint: model + optimisers + RNG + clock (atomic), written at most
+                      every --checkpoint-every; removed when the trial ends (unless --keep-checkpoints)
+    weights-best.pt   the kept networks' weights (`GenerativeModel.kept_weights`) at the best point so far
+    weights-last.pt   the same at the last point of a completed trial, where it is not the best
     samples/          a sample grid per evaluation point
     error.log         the traceback of a trial that failed
+    lease             the token of the worker that owns the trial now (`bench run`/`bench worker`)
     nll-METHOD.json   a likelihood scored later from the checkpoint (`bench score --nll`)
+
+Only the current owner writes: a worker takes the lease when it starts the trial, and every write
+first checks that the lease is still its own (a worker presumed lost, whose trial was re-queued
+and taken by another, stops at its next write instead of racing the new owner).
 
 Order at an evaluation point: evaluate, write the checkpoint, append the record, update
 trial.json. A kill between any two leaves a state `bench train` repairs on the next run:
@@ -15,6 +23,8 @@ a checkpoint whose evaluation record is missing is evaluated again (same weights
 from __future__ import annotations
 
 import io
+import threading
+import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Optional
@@ -28,7 +38,33 @@ from bench.records.evaluation import EvalRecord, read_records
 
 STATE_FORMAT = "bench-trial/1"
 CHECKPOINT_FORMAT = "bench-trial-checkpoint/1"
+WEIGHTS_FORMAT = "bench-trial-weights/1"
 FINISHED = ("complete", "diverged")  # the statuses of a trial that has ended by itself
+
+
+class LeaseLost(BenchError):
+    """This process no longer owns the trial: it was re-queued and another worker holds it."""
+
+
+@dataclass
+class Lease:
+    """A worker's claim on one trial folder: `token` names the owner; `lost` is set by the
+    worker's heartbeat when the storage says the trial is no longer its own. With
+    `expires_after`, a lease not renewed for that many seconds counts as lost too (a heartbeat
+    hung on a dead connection must not let training go on past the time others may take over)."""
+
+    token: str
+    expires_after: Optional[float] = None
+    lost: threading.Event = field(default_factory=threading.Event, compare=False, repr=False)
+    last_renewed: float = field(default_factory=time.monotonic, compare=False, repr=False)
+
+    def renewed(self) -> None:
+        self.last_renewed = time.monotonic()
+
+    def is_lost(self) -> bool:
+        if self.expires_after is not None and time.monotonic() - self.last_renewed > self.expires_after:
+            self.lost.set()
+        return self.lost.is_set()
 
 
 @dataclass
@@ -45,6 +81,10 @@ class TrialState:
     device: Optional[str] = None
     pack: Optional[int] = None  # trials it trained together with (bench/packing); 1: alone
     host: Optional[str] = None
+    owner: Optional[str] = None  # the lease token of the worker that wrote it (None: `bench train`)
+    checkpoint_step: Optional[int] = None  # the step a resume starts from: it loses the steps after it
+    checkpoint_every: Optional[str] = None  # --checkpoint-every in force (a resume loses at most that much)
+    weights: Optional[dict] = None  # {"best": step, "last": step}: the points whose weights are kept
     bench_version: Optional[str] = None
     updated: Optional[str] = None
 
@@ -62,8 +102,10 @@ class TrialState:
 
 
 class TrialFolder:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, lease: Optional[Lease] = None):
         self.path = Path(path)
+        self.lease = lease
+        self.lease_path = self.path / "lease"
         self.state_path = self.path / "trial.json"
         self.evals_path = self.path / "evals.jsonl"
         self.checkpoint_path = self.path / "checkpoint.pt"
@@ -86,7 +128,22 @@ class TrialFolder:
         state = self.read_state()
         if state is not None:
             self.check_same_trial(state.config, config, self.state_path)
+        if self.lease is not None:
+            atomic_write_bytes(self.lease_path, self.lease.token.encode())
         return state
+
+    def check_lease(self) -> None:
+        """Refuse to write where this process is no longer the owner (LeaseLost)."""
+        if self.lease is None:
+            return
+        try:
+            holder = self.lease_path.read_text()
+        except OSError:
+            holder = None
+        if self.lease.is_lost() or holder != self.lease.token:
+            self.lease.lost.set()
+            raise LeaseLost(f"{self.path} is owned by another worker now ({holder or 'no lease'}); "
+                            "this one stops writing into it")
 
     @staticmethod
     def check_same_trial(stored: TrialConfig, config: TrialConfig, where: Path) -> None:
@@ -98,6 +155,7 @@ class TrialFolder:
             )
 
     def write_state(self, state: TrialState) -> TrialState:
+        self.check_lease()
         state.updated = now()
         atomic_write_json(self.state_path, state.to_dict())
         return state
@@ -109,11 +167,13 @@ class TrialFolder:
         return read_records(read_jsonl(self.evals_path), str(self.evals_path))
 
     def append_evaluation(self, record: EvalRecord) -> None:
+        self.check_lease()
         append_jsonl(self.evals_path, record.to_dict())
 
     # --- checkpoint.pt ---------------------------------------------------------------------
 
     def save_checkpoint(self, config: TrialConfig, payload: dict) -> None:
+        self.check_lease()
         buffer = io.BytesIO()
         torch.save({"format": CHECKPOINT_FORMAT, "config": config.to_dict(), **payload}, buffer)
         atomic_write(self.checkpoint_path, lambda f: f.write(buffer.getbuffer()))
@@ -133,12 +193,42 @@ class TrialFolder:
         self.check_same_trial(TrialConfig.from_dict(payload["config"], self.checkpoint_path), config, self.checkpoint_path)
         return payload
 
+    def drop_checkpoint(self) -> None:
+        """A trial that has ended needs no optimiser state: the kept weights are what later commands use."""
+        self.check_lease()
+        self.checkpoint_path.unlink(missing_ok=True)
+
+    # --- weights-*.pt ----------------------------------------------------------------------
+
+    def weights_path(self, which: str) -> Path:
+        return self.path / f"weights-{which}.pt"
+
+    def save_weights(self, which: str, config: TrialConfig, step: int, weights: dict) -> None:
+        self.check_lease()
+        buffer = io.BytesIO()
+        torch.save({"format": WEIGHTS_FORMAT, "config": config.to_dict(), "step": step, "weights": weights}, buffer)
+        atomic_write(self.weights_path(which), lambda f: f.write(buffer.getbuffer()))
+
+    def load_weights(self, config: TrialConfig, device, which: str) -> Optional[dict]:
+        path = self.weights_path(which)
+        if not path.exists():
+            return None
+        try:
+            payload = torch.load(path, map_location=device, weights_only=True)
+        except Exception as exc:
+            raise BenchError(f"{path} is unreadable ({type(exc).__name__}); it is damaged or not bench's") from None
+        if not isinstance(payload, dict) or payload.get("format") != WEIGHTS_FORMAT:
+            raise BenchError(f"{path} is not a bench weights file")
+        self.check_same_trial(TrialConfig.from_dict(payload["config"], path), config, path)
+        return payload
+
     # --- samples/, error.log, nll-*.json ---------------------------------------------------
 
     def sample_grid_path(self, step: int) -> Path:
         return self.samples_dir / f"step-{step:07d}.png"
 
     def write_error(self, text: str) -> None:
+        self.check_lease()
         atomic_write_bytes(self.error_path, text.encode())
 
     def nll_path(self, method: str) -> Path:

@@ -7,9 +7,9 @@ A trial that has no evaluation point yet (waiting, failed early, diverged before
 still gets one row with an empty step and empty metrics, so that trial counts and divergence
 rates can be computed from this table alone. Missing values are NaN, never placeholder strings.
 
-The Optuna storage says which trials count (status, slot); a trial folder on this machine adds
-its full records, and a trial trained on another machine is read from the copy of its evaluations
-kept in the storage. A trial's `objective` is its score (bench/scores.py; `score_name` says which:
+The Optuna storage says which trials count (status, slot); the trial folder holds its records
+(reports need the run folder, shared or copied, where trials trained elsewhere: the storage keeps
+only each trial's best point, and, for runs stored before, a compact copy of every point). A trial's `objective` is its score (bench/scores.py; `score_name` says which:
 max triangle F1 on triangles, min FID elsewhere), recomputed from those records: the value in the
 storage is not trusted, since runs stored before diverged trials kept their best point, or before
 triangles were scored by F1, hold another number there.
@@ -27,7 +27,7 @@ import pandas as pd
 from bench.errors import BenchError
 from bench.records.evaluation import EvalRecord, flatten
 from bench.records.run_folder import RunRecord, find_runs, trial_path
-from bench.records.study_store import StoredStudy, StudyStore, trial_status
+from bench.records.study_store import StoredStudy, StudyStore, stored_records, trial_status
 from bench.records.trial_folder import FINISHED, TrialFolder
 from bench.scores import score_for
 
@@ -51,6 +51,8 @@ def load_results(path) -> pd.DataFrame:
     prefixed = sorted(c for c in frame.columns if "." in c)
     frame = frame[[c for c in ID_COLUMNS if c in frame.columns] + metric_cols + prefixed]
     for col in ("trial", "trial_number", "seed", "source_slot", "step", "g_steps", "images_seen"):
+        if col not in frame:  # no trial has reached an evaluation point (every one failed early)
+            frame[col] = np.nan
         frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("Int64")
     frame = frame.sort_values(["dataset", "protocol_id", "model", "role", "trial", "step"], kind="stable",
                               na_position="first")
@@ -106,7 +108,7 @@ def _trial_rows(run_dir: Path, study: StoredStudy, trial, base: dict) -> list[di
     if not folder.is_dir() and trial.user_attrs.get("folder"):  # trained into another --out
         folder = Path(trial.user_attrs["folder"])
     local = TrialFolder(folder)
-    records = local.evaluations() or trial.user_attrs.get("evaluations", [])
+    records = local.evaluations() or stored_records(trial)
     state = _local_state(local)
     compute = trial.user_attrs.get("compute") or (state.compute if state else {}) or {}
     score = score_for(base["dataset"])

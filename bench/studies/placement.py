@@ -38,11 +38,20 @@ def place_workers(jobs: int, devices: list[str], cpu_count: Optional[int] = None
 
 
 def worker_command(url: str, names: list[str], out: Path, device: str, *, data_root: Optional[Path] = None,
-                   inception_weights: Optional[Path] = None, quiet: bool = True, pack=DEFAULTS["pack"]) -> list[str]:
-    command = [sys.executable, "-m", "bench", "worker", "--storage", url, "--out", str(out), "--device", device,
-               "--pack", str(pack), "--no-progress"] + (["--quiet"] if quiet else [])
-    for name in names:
-        command += ["--study", name]
+                   inception_weights: Optional[Path] = None, quiet: bool = True, pack=DEFAULTS["pack"],
+                   max_retries: int = DEFAULTS["max_retries"], follow: Optional[str] = None,
+                   wait: bool = False, checkpoint_every: str = DEFAULTS["checkpoint_every"],
+                   keep_checkpoints: bool = False) -> list[str]:
+    """`bench worker` for `names` of the storage `url`, or, with `follow`, for every study of that run."""
+    command = [sys.executable, "-m", "bench", "worker", "--out", str(out), "--device", device, "--pack", str(pack),
+               "--max-retries", str(max_retries), "--checkpoint-every", str(checkpoint_every), "--no-progress"] + \
+        (["--quiet"] if quiet else []) + (["--wait"] if wait else []) + (["--keep-checkpoints"] if keep_checkpoints else [])
+    if follow:
+        command += ["--run", str(follow)]
+    else:
+        command += ["--storage", url]
+        for name in names:
+            command += ["--study", name]
     if data_root:
         command += ["--data-root", str(data_root)]
     if inception_weights:
@@ -53,7 +62,9 @@ def worker_command(url: str, names: list[str], out: Path, device: str, *, data_r
 def start_workers(url: str, names: list[str], out: Path, jobs: int, device: str, *,
                   data_root: Optional[Path] = None, inception_weights: Optional[Path] = None, quiet: bool = True,
                   poll: Optional[Callable[[], None]] = None, cuda_count: Optional[int] = None,
-                  pack=DEFAULTS["pack"]) -> None:
+                  pack=DEFAULTS["pack"], max_retries: int = DEFAULTS["max_retries"], follow: Optional[str] = None,
+                  wait: bool = False, checkpoint_every: str = DEFAULTS["checkpoint_every"],
+                  keep_checkpoints: bool = False) -> None:
     """Run `jobs` `bench worker` processes on the placed devices until all have exited; `poll` is
     called every POLL_SECONDS meanwhile. One line and an error if any exits with an error."""
     placements = place_workers(jobs, device_list(device, cuda_count))
@@ -62,7 +73,9 @@ def start_workers(url: str, names: list[str], out: Path, jobs: int, device: str,
         env = {**os.environ, "BENCH_PARENT_PID": str(os.getpid()),
                **{name: str(placement.threads) for name in THREAD_VARIABLES}}
         command = worker_command(url, names, out, placement.device, data_root=data_root,
-                                 inception_weights=inception_weights, quiet=quiet, pack=pack)
+                                 inception_weights=inception_weights, quiet=quiet, pack=pack,
+                                 max_retries=max_retries, follow=follow, wait=wait,
+                                 checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints)
         workers.append(subprocess.Popen(command, env=env))
     try:
         while any(w.poll() is None for w in workers):

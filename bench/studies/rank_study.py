@@ -31,7 +31,9 @@ class Ranking:
 
 
 def rank_model(model_spec: str, dataset: str, budget: int, against: Path, *, jobs: int = DEFAULTS["jobs"],
-               pack=DEFAULTS["pack"], device: str = DEFAULTS["device"],
+               pack=DEFAULTS["pack"], max_retries: int = DEFAULTS["max_retries"],
+               checkpoint_every: str = DEFAULTS["checkpoint_every"], keep_checkpoints: bool = False,
+               device: str = DEFAULTS["device"],
                data_root: Optional[Path] = None, inception_weights: Optional[Path] = None, progress: bool = True,
                draws: int = DRAWS, seed: int = 0) -> Ranking:
     from bench.data import get_dataset
@@ -53,7 +55,8 @@ def rank_model(model_spec: str, dataset: str, budget: int, against: Path, *, job
                          "there is nothing to rank against yet")
 
     run_study(RunRequest(models=[name], protocol=protocol, budget=budget, out=run_dir, jobs=jobs, pack=pack,
-                         storage=None, device=device, data_root=data_root,
+                         max_retries=max_retries, checkpoint_every=checkpoint_every,
+                         keep_checkpoints=keep_checkpoints, storage=None, device=device, data_root=data_root,
                          inception_weights=inception_weights, progress=progress))
     table, notes = ranking_table(load_results(run_dir), name, budget, record.digest, draws=draws, seed=seed)
     written = write_ranking(run_dir / "rank", name, budget, table, notes)

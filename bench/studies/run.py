@@ -21,7 +21,7 @@ from bench.defaults import DEFAULTS
 from bench.errors import BenchError
 from bench.records.run_folder import RUN_FILE, SEARCH, SEEDS, RunRecord
 from bench.records.storage import RUN_RELATIVE, check_storage_url, resolved, stored_form
-from bench.records.study_store import StudyStore
+from bench.records.study_store import FAILURES, StudyStore
 from bench.scores import score_for
 from bench.records.protocol import RunProtocol
 from bench.studies.study import (enqueue_search, enqueue_seeds, open_study, requeue_failed, retire_stale_reruns,
@@ -39,6 +39,9 @@ class RunRequest:
     seeds: int = 0
     jobs: int = DEFAULTS["jobs"]
     pack: object = DEFAULTS["pack"]  # a positive int or "auto" (bench/devices.py pack_size)
+    max_retries: int = DEFAULTS["max_retries"]
+    checkpoint_every: str = DEFAULTS["checkpoint_every"]
+    keep_checkpoints: bool = False
     storage: Optional[str] = None
     device: str = DEFAULTS["device"]
     data_root: Optional[Path] = None
@@ -88,8 +91,9 @@ def run_study(request: RunRequest) -> RunResult:
     for model in request.models:
         study = open_study(store, request.protocol, model, SEARCH, digest)
         enqueue_search(study, request.protocol, model, request.budget)
+        study.announce_seeds(request.seeds)  # workers that follow the run wait for these (bench worker --run)
         reclaim_lost_trials(study)
-        requeue_failed(study)
+        requeue_failed(study, request.max_retries)
         studies[model] = study
     # Models and budgets accumulate: a later, narrower command must not hide earlier studies.
     budgets = {**(stored.budgets if stored else {}), **{m: request.budget for m in request.models}}
@@ -111,7 +115,7 @@ def run_study(request: RunRequest) -> RunResult:
             retire_stale_reruns(seed_studies[model], best.user_attrs["slot"])
             enqueue_seeds(seed_studies[model], best, request.seeds)
             reclaim_lost_trials(seed_studies[model])
-            requeue_failed(seed_studies[model])
+            requeue_failed(seed_studies[model], request.max_retries)
         _train_queued(request, store, [s.name for s in seed_studies.values()])
         result.summaries.update({(m, SEEDS): summarize(store.load(s.name)) for m, s in seed_studies.items()})
     return result
@@ -144,10 +148,14 @@ def _train_queued(request: RunRequest, store: StudyStore, names: list[str]) -> N
         if request.jobs == 1:
             train_waiting_trials(store.url, names, request.out, device=request.device, data_root=request.data_root,
                                  inception_weights=request.inception_weights, progress=request.progress,
-                                 pack=request.pack, on_finished=report.finished)
+                                 pack=request.pack, max_retries=request.max_retries,
+                                 checkpoint_every=request.checkpoint_every, keep_checkpoints=request.keep_checkpoints,
+                                 on_finished=report.finished)
         else:
             start_workers(store.url, names, request.out, request.jobs, request.device, data_root=request.data_root,
-                          inception_weights=request.inception_weights, poll=report.poll, pack=request.pack)
+                          inception_weights=request.inception_weights, poll=report.poll, pack=request.pack,
+                          max_retries=request.max_retries, checkpoint_every=request.checkpoint_every,
+                          keep_checkpoints=request.keep_checkpoints)
     finally:
         report.close()
 
@@ -157,39 +165,48 @@ class _Reporter:
 
     def __init__(self, store: StudyStore, names: list[str], pending: int, progress: bool):
         self.store, self.names = store, names
+        self.counts = {name: store.ended_count(name) for name in names}
         self.bar = tqdm(total=pending, desc="trials", unit="trial", disable=not progress, file=sys.stderr,
                         dynamic_ncols=True, position=0)
-        self.seen = {(name, t.number) for name, t in self._ended()}
+        self.seen = {(study.name, t.number, t.user_attrs.get(FAILURES)) for study, t in self._ended()}
         self.started = time.time()
 
-    def _ended(self):
-        """(study name, trial) of every trial a worker has finished or failed."""
-        for name in self.names:
-            for t in self.store.load(name).trials("complete", "diverged", "failed"):
+    def _ended(self, names=None):
+        """(study, trial) of every trial a worker has finished or failed."""
+        for name in names or self.names:
+            study = self.store.load(name)
+            for t in study.trials("complete", "diverged", "failed"):
                 if t.user_attrs.get("status"):
-                    yield name, t
+                    yield study, t
 
-    def finished(self, item: Finished) -> None:
-        best = summarize(self.store.load(item.study)).best_score
+    def finished(self, item: Finished, study=None) -> None:
+        best = summarize(study or self.store.load(item.study)).best_score
         best_text = f"{best:.4g}" if best is not None else "-"
         value = f"{item.value:.4g}" if item.value is not None else "-"
         what = f"seed rerun {item.slot}" if item.role == SEEDS else f"trial {item.slot}"
         line = (f"{item.model:10s} {what:14s} {item.status:9s} {item.score_name} {value:>8s}   best {best_text:>8s}   "
-                f"{_duration(item.seconds)}" + (f"   {item.error}" if item.error else ""))
+                f"{_duration(item.seconds)}" + (f"   {item.error}" if item.error else "")
+                + ("   (queued again)" if item.retried else ""))
         tqdm.write(line)
         self.bar.update(1)
 
     def poll(self) -> None:
-        """Report trials other processes finished since the last look."""
-        for name, t in list(self._ended()):
-            if (name, t.number) in self.seen:
+        """Report trials other processes finished since the last look: one COUNT per study, and
+        its trials read only where the count moved (the storage is polled every few seconds)."""
+        try:
+            counts = {name: self.store.ended_count(name) for name in self.names}
+        except Exception:  # the database is restarting: the workers wait for it, and so does this
+            return
+        changed = [name for name in self.names if counts[name] != self.counts.get(name)]
+        self.counts.update(counts)
+        for study, t in list(self._ended(changed)) if changed else []:
+            if (study.name, t.number, t.user_attrs.get(FAILURES)) in self.seen:
                 continue
-            self.seen.add((name, t.number))
-            study = self.store.load(name)
+            self.seen.add((study.name, t.number, t.user_attrs.get(FAILURES)))
             score = score_for(study.meta.dataset)
-            self.finished(Finished(name, study.meta.model, study.meta.role, t.user_attrs.get("slot"),
+            self.finished(Finished(study.name, study.meta.model, study.meta.role, t.user_attrs.get("slot"),
                                    t.user_attrs["status"], trial_score(score, t), study.seconds(t),
-                                   t.user_attrs.get("error"), score.metric))
+                                   t.user_attrs.get("error"), score.metric), study)
 
     def close(self) -> None:
         self.bar.close()

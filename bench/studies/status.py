@@ -32,5 +32,6 @@ def status_rows(run_dir: Path) -> tuple[RunRecord, list[dict]]:
                 "failed": summary.failed,
                 f"best {summary.score.metric}": summary.best_score,
                 "best slot": summary.best.user_attrs.get("slot") if summary.best is not None else None,
+                **({"last error": summary.errors[-1][:100]} if summary.errors else {}),
             })
     return record, rows

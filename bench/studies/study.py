@@ -12,9 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+from bench.defaults import DEFAULTS
 from bench.models import get_model_class
 from bench.records.run_folder import SEARCH, SEEDS
-from bench.records.study_store import STALE, StoredStudy, StudyMeta, StudyStore, study_name as _name
+from bench.records.study_store import STALE, StoredStudy, StudyMeta, StudyStore, stored_records, study_name as _name
 from bench.scores import FID, Score, score_for
 from bench.records.protocol import RunProtocol
 from bench.studies.search import SEED_RERUN_BASE, configuration, distributions
@@ -90,9 +91,11 @@ def retire_stale_reruns(study: StoredStudy, source_slot: int) -> int:
     return len(stale)
 
 
-def requeue_failed(study: StoredStudy) -> int:
-    """Slots whose every trial failed get one more try when the run is started again; returns how many."""
-    failed = [s for s in study.slots() if s.status == "failed"]
+def requeue_failed(study: StoredStudy, max_retries: int = DEFAULTS["max_retries"]) -> int:
+    """Failed slots get one more try when the run is started again, unless their trials have
+    failed for their own reason more than `max_retries` times (then they stay failed, with their
+    error, until a larger --max-retries is given); returns how many were queued."""
+    failed = [s for s in study.slots() if s.status == "failed" and s.failures <= max_retries]
     for slot in failed:
         study.retry(slot.trials[-1])
     return len(failed)
@@ -102,7 +105,7 @@ def trial_score(score: Score, trial) -> Optional[float]:
     """A finished trial's score, recomputed from its stored evaluation records rather than read
     from its Optuna value (which runs stored before diverged trials kept their best point, or
     before triangles were scored by F1, hold in another sense)."""
-    return score.of_records(trial.user_attrs.get("evaluations") or [])
+    return score.of_records(stored_records(trial))
 
 
 @dataclass
@@ -134,7 +137,7 @@ def summarize(study: StoredStudy) -> SlotSummary:
         status = slot.status  # complete | diverged | running | waiting | failed: a counter each
         setattr(out, status, getattr(out, status) + 1)
         if slot.finished is not None:
-            record = score.best_record(slot.finished.user_attrs.get("evaluations") or [])
+            record = score.best_record(stored_records(slot.finished))
             if record is not None and (out.best is None or score.record_key(record) < best_key):
                 out.best, best_key = slot.finished, score.record_key(record)
                 out.best_score = float(record["metrics"][score.metric])

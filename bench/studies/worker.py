@@ -1,10 +1,19 @@
 """A worker: claims WAITING trials of its studies, trains them, reports, until none is left.
 
-Liveness: a worker writes its host and process into the trial it claims and refreshes a
-heartbeat while it trains. A RUNNING trial whose process is gone (same host) or whose heartbeat
-is older than the grace period (another host) is failed and re-queued with the same slot; the
-new claim resumes from the slot's checkpoint. Exactly one trial of a slot can complete: the
-storage refuses a state change on a trial that is no longer RUNNING, so the late one is dropped.
+Ownership: a worker has an identity unique to its process (a random id beside host, PID, the
+process's start and its PID namespace), writes it into each trial it claims, refreshes a
+heartbeat while it trains, and holds the trial folder's lease (bench/records/trial_folder.py).
+A RUNNING trial whose process is gone (same host and PID namespace) or whose heartbeat is older
+than the grace period (elsewhere) goes back to WAITING; the next claim resumes from the slot's
+checkpoint. A heartbeat that finds its trial re-queued, or cannot reach
+the storage for half the grace period, makes its worker abandon the trial: it stops at the next
+step and writes nothing more, so two owners never write one folder. Exactly one trial of a slot
+can complete: the storage refuses a state change on a trial that is no longer RUNNING.
+
+Faults: storage calls are retried through an outage (a database restart) for STORAGE_PATIENCE
+seconds; a trial that fails for its own reason goes back to the queue at most `max_retries` times,
+then stays failed with its error; an error of the device itself (a broken CUDA context) re-queues the trial
+and ends the worker, so that its supervisor can start a fresh process.
 """
 
 from __future__ import annotations
@@ -17,24 +26,33 @@ import sys
 import threading
 import time
 import traceback
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence, Union
 
 from bench.config import RunOptions, resolve_device
 from bench.devices import pack_size
 from bench.defaults import DEFAULTS
 from bench.errors import BenchError
-from bench.records.evaluation import EvalRecord
-from bench.records.run_folder import trial_path
+from bench.records.run_folder import SEARCH, SEEDS, trial_path
 from bench.records.study_store import StoredStudy, StudyStore
-from bench.records.trial_folder import TrialFolder
+from bench.records.trial_folder import Lease, LeaseLost, TrialFolder
 from bench.scores import score_for
 from bench.records.protocol import RunProtocol
 
 HEARTBEAT_SECONDS = 15.0
 GRACE_SECONDS = 300.0  # a trial on another host is presumed lost after this long without a heartbeat
+ABANDON_SECONDS = GRACE_SECONDS / 2  # a worker that cannot renew its claim this long stops the trial
+STORAGE_PATIENCE = 600.0  # how long storage calls are retried through an outage before the worker gives up
+POLL_SECONDS = 5.0  # how often an idle worker looks for new trials
+FOLLOW_PATIENCE = 120.0  # how long a worker waits for announced seed re-runs that do not appear
+CLAIM_SECONDS = 60.0  # a claim begun this recently is in progress, whatever its previous owner
 HOST = platform.node()
+
+
+class DeviceLost(BenchError):
+    """The device failed, not the trial: the worker re-queues its trials and exits."""
 
 
 @dataclass
@@ -45,59 +63,120 @@ class Finished:
     model: str
     role: str
     slot: int
-    status: str  # complete | diverged | failed
+    status: str  # complete | diverged | failed | abandoned
     value: Optional[float]  # the trial's score; None where it has none
     seconds: float
     error: Optional[str] = None
     score_name: str = "fid"
+    retried: bool = False  # a failed attempt that was queued again
 
 
-def train_waiting_trials(storage_url: str, study_names: list[str], out_dir: Path, *, device: str = DEFAULTS["device"],
+StudyNames = Union[Sequence[str], Callable[[], Sequence[str]]]
+
+
+def train_waiting_trials(storage_url: str, study_names: StudyNames, out_dir: Path, *, device: str = DEFAULTS["device"],
                          data_root: Optional[Path] = None, inception_weights: Optional[Path] = None,
                          progress: bool = True, pack: int = DEFAULTS["pack"],
+                         max_retries: int = DEFAULTS["max_retries"], wait: bool = False,
+                         checkpoint_every: str = DEFAULTS["checkpoint_every"], keep_checkpoints: bool = False,
                          on_finished: Optional[Callable[[Finished], None]] = None) -> int:
-    """Claim and train WAITING trials of `study_names` (in that order) until none is left; returns
-    how many. With `pack` > 1 a claim takes up to that many trials of one study, which train as
-    packs where their model packs (bench/packing). `bench worker` is this in a process of its own;
-    `bench run --jobs 1` calls it in-process."""
+    """Claim and train WAITING trials of `study_names` (in that order; a callable is asked again
+    before every claim, so that studies made later are joined) until none is left; returns how
+    many. None left means none waiting and none running elsewhere (a running trial's owner may
+    die, and its trial is then re-queued here), nor seed re-runs announced but not yet queued;
+    with `wait`, the worker keeps looking until it is stopped. With `pack` > 1 a claim takes up to
+    that many trials of one study, which train as packs where their model packs (bench/packing).
+    `bench worker` is this in a process of its own; `bench run --jobs 1` calls it in-process."""
     _die_with_parent()
     if os.environ.get("BENCH_THREADS"):
         import torch
 
         torch.set_num_threads(int(os.environ["BENCH_THREADS"]))
-    store = StudyStore(storage_url)
+    store = patiently(StudyStore, storage_url)
+    names_now = study_names if callable(study_names) else (lambda: list(study_names))
     pack = pack_size(pack, resolve_device(device))
     options = RunOptions(out=out_dir, device=device, data_root=data_root, inception_weights=inception_weights,
-                         progress=progress)
-    count = 0
+                         progress=progress, checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints)
+    count, idle_since = 0, None
     while True:
-        claim = _claim(store, study_names, pack)
+        names = patiently(names_now)
+        claim = patiently(_claim, store, names, pack)
         if claim is None:
-            return count
-        for result in _train(*claim, out_dir, options, pack):
-            count += 1
+            more = patiently(_more_may_come, store, names, idle_since, callable(study_names))
+            if not wait and not more:
+                return count
+            # FOLLOW_PATIENCE counts from the end of the last trial, not from trials run elsewhere.
+            idle_since = None if more == "running" else (idle_since or time.time())
+            time.sleep(POLL_SECONDS)
+            continue
+        idle_since = None
+        for result in _train(*claim, out_dir, options, pack, max_retries):
+            count += result.status != "abandoned"
             if on_finished is not None:
                 on_finished(result)
 
 
-def _claim(store: StudyStore, study_names: list[str], pack: int):
+def _claim(store: StudyStore, study_names: Sequence[str], pack: int):
     """(study, its claimed trials): the first study with a waiting trial, and up to `pack` of its
     trials where its model packs; None when no study has one."""
     for name in study_names:
         study = store.load(name)
         reclaim_lost_trials(study)
-        trial = study.claim_waiting(_owner())
+        trial = study.claim_waiting(worker_identity())
         if trial is None:
             continue
         trials = [trial]
         if pack > 1 and _model_packs(study):
             while len(trials) < pack:
-                more = study.claim_waiting(_owner())
+                more = study.claim_waiting(worker_identity())
                 if more is None:
                     break
                 trials.append(more)
         return study, trials
     return None
+
+
+def _more_may_come(store: StudyStore, names: Sequence[str], idle_since: Optional[float], following: bool):
+    """Whether a worker with nothing to claim should stay: trials are running elsewhere (their
+    owner may yet be lost), or, for a worker that follows a run, a finished search announced seed
+    re-runs not queued yet (for at most FOLLOW_PATIENCE seconds: the `bench run` that announced
+    them may be gone). "running", "announced", or None for no."""
+    studies = [store.load(name) for name in names]
+    if any(study.trials("running", "waiting") for study in studies):
+        return "running"
+    if not following:
+        return None
+    seed_names = {s.name for s in studies if s.meta.role == SEEDS}
+    announced = any(s.meta.role == SEARCH and s.announced_seeds and s.name + "/" + SEEDS not in seed_names
+                    for s in studies)
+    return "announced" if announced and (idle_since is None or time.time() - idle_since < FOLLOW_PATIENCE) else None
+
+
+class RunStudies:
+    """The bench studies of one run, asked again at every claim: `bench worker --run` joins the
+    seed re-runs `bench run` queues after the search. Search studies come first, then seed
+    re-runs; a seed study without trials yet is left out (it is being filled). Only names not
+    seen before are read (one query per look otherwise)."""
+
+    def __init__(self, store: StudyStore, dataset: Optional[str] = None, digest: Optional[str] = None):
+        self.store, self.dataset, self.digest = store, dataset, digest
+        self._meta: dict = {}
+        self._filled: set = set()
+
+    def __call__(self) -> list[str]:
+        for name in self.store.names():
+            if self._meta.get(name) is None:  # asked again: a study is made before its metadata is written
+                self._meta[name] = self.store.meta_of(name)
+        chosen = []
+        for name, meta in self._meta.items():
+            if meta is None or (self.dataset and meta.dataset != self.dataset) or (self.digest and meta.digest != self.digest):
+                continue
+            if meta.role == SEEDS and name not in self._filled:
+                if not self.store.has_trials(name):
+                    continue
+                self._filled.add(name)
+            chosen.append((meta.role != SEARCH, name))
+        return [name for _, name in sorted(chosen)]
 
 
 def _model_packs(study: StoredStudy) -> bool:
@@ -115,7 +194,8 @@ def trial_dir(out_dir: Path, study: StoredStudy, trial) -> Path:
     return trial_path(out_dir, meta.model, meta.digest, meta.role, trial.user_attrs["slot"])
 
 
-def _train(study: StoredStudy, trials: list, out_dir: Path, options: RunOptions, pack: int) -> list[Finished]:
+def _train(study: StoredStudy, trials: list, out_dir: Path, options: RunOptions, pack: int,
+           max_retries: int = DEFAULTS["max_retries"]) -> list[Finished]:
     """Train the claimed trials of one study (as packs where they can) and report each."""
     from bench.packing.packed_trials import run_trials
 
@@ -123,36 +203,83 @@ def _train(study: StoredStudy, trials: list, out_dir: Path, options: RunOptions,
     protocol = RunProtocol.from_dict(meta.protocol)
     score = score_for(protocol.dataset)
     folders = [trial_dir(out_dir, study, trial) for trial in trials]
-    stop = threading.Event()
-    beat = threading.Thread(target=_heartbeat, args=(study, trials, stop), daemon=True)
-    beat.start()
+    me = worker_identity()["id"]
+    # A token per claim: a trial released and claimed again, even by this worker, has a new one.
+    leases = [Lease(f"{me}/{trial.number}/{uuid.uuid4().hex[:8]}", expires_after=ABANDON_SECONDS) for trial in trials]
+    beat = _Heartbeat(study, trials, leases)
     t0 = time.perf_counter()
+
+    def ended(trial, status, error=None, retried=False) -> Finished:
+        return Finished(study.name, meta.model, meta.role, trial.user_attrs["slot"], status, None,
+                        time.perf_counter() - t0, error, score.metric, retried)
+
     try:
         if meta.source:
             from bench.models import get_model_class
 
             get_model_class(meta.source)  # a plug-in given as FILE.py:Class registers itself
         configs = [protocol.trial_config(meta.model, t.params, int(t.user_attrs["seed"])) for t in trials]
-        results = run_trials(configs, [dataclasses.replace(options, out=f) for f in folders], pack=pack)
+        results = run_trials(configs, [dataclasses.replace(options, out=f, lease=lease)
+                                       for f, lease in zip(folders, leases)], pack=pack)
     except KeyboardInterrupt:
-        stop.set()
+        beat.stop()
         for trial in trials:
-            study.requeue(trial)  # not these trials' fault: the next run resumes them
+            study.release(trial, me)  # not these trials' fault: the next run resumes them
         raise
+    except LeaseLost:
+        # Some of these trials are another worker's now, or their claims could not be renewed;
+        # each one still this worker's goes back to the queue (`release` checks the owner), so
+        # that none is left RUNNING under a live worker that no longer trains it.
+        beat.stop()
+        for trial in trials:
+            patiently(study.release, trial, me)
+        return [ended(t, "abandoned") for t, lease in zip(trials, leases) if lease.lost.is_set()]
     except Exception as exc:
-        stop.set()
-        error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, BenchError) else str(exc)
+        beat.stop()
+        if is_device_error(exc):
+            for trial in trials:
+                patiently(study.release, trial, me)
+            raise DeviceLost(f"the device failed ({_first_line(exc)}); its trials were queued again and this "
+                             "worker stops, so that a fresh process can take over") from None
+        error = _first_line(exc) if not isinstance(exc, BenchError) else str(exc)
         finished = []
-        for trial, folder in zip(trials, folders):
-            TrialFolder(folder).write_error(traceback.format_exc())
-            study.finish(trial, False, None, {"status": "failed", "error": error.splitlines()[0]})
-            finished.append(Finished(study.name, meta.model, meta.role, trial.user_attrs["slot"], "failed", None,
-                                     time.perf_counter() - t0, error, score.metric))
+        for trial, folder, lease in zip(trials, folders, leases):
+            if lease.lost.is_set():
+                continue
+            try:
+                TrialFolder(folder, lease).write_error(traceback.format_exc())
+            except LeaseLost:
+                continue
+            failures = patiently(study.failures_of, trial) + 1  # counted once, however often the call is retried
+            retried = patiently(study.fail_attempt, trial, error, max_retries, me, failures)
+            finished.append(ended(trial, "failed", error, retried))
         return finished
-    stop.set()
+    beat.stop()
     seconds = (time.perf_counter() - t0) / len(trials)
-    return [_report(study, trial, config, folder, result, score, seconds)
+    return [patiently(_report, study, trial, config, folder, result, score, seconds)
             for trial, config, folder, result in zip(trials, configs, folders, results)]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+
+
+# Messages of errors that leave the accelerator unusable by this process (CUDA's sticky errors).
+_DEVICE_ERRORS = ("CUDA error", "CUBLAS_STATUS", "CUDNN_STATUS", "cuDNN error", "device-side assert",
+                  "NCCL error", "unspecified launch failure", "illegal memory access")
+
+
+def is_device_error(exc: BaseException) -> bool:
+    """An error of the device rather than of the trial; out of memory is the trial's (its size)."""
+    import torch
+
+    if isinstance(exc, torch.OutOfMemoryError):
+        return False
+    accelerator_error = getattr(torch, "AcceleratorError", None)
+    if accelerator_error is not None and isinstance(exc, accelerator_error):
+        return True
+    return isinstance(exc, RuntimeError) and any(text in str(exc) for text in _DEVICE_ERRORS)
 
 
 def _report(study: StoredStudy, trial, config, folder: Path, result, score, seconds: float) -> Finished:
@@ -165,32 +292,71 @@ def _report(study: StoredStudy, trial, config, folder: Path, result, score, seco
         "score_name": score.metric,
         "score": result.score,
         "best_fid": result.best_fid,
-        # A copy of the evaluation records, so that reports work where the trial folder is not.
-        "evaluations": [EvalRecord.from_dict(r).compact() for r in result.evaluations],
+        # Its best point only (what the search, summaries and seed re-runs need); the records stay
+        # in the trial folder, which reports read.
+        "best": _best_point(score, result.evaluations),
+        "points": len(result.evaluations),
         "diverged_at_step": result.diverged_at_step,
         "compute": state.compute if state is not None else {},
         "folder": str(folder),
         "steps": config.steps,
     }
-    study.finish(trial, True, score.stored_value(result.evaluations), attrs)
+    if not study.finish(trial, True, score.stored_value(result.evaluations), attrs, worker_identity()["id"]):
+        # Released as lost while it trained (a long outage): its folder is complete, and whoever
+        # holds the trial now finds it so and reports it without training.
+        return Finished(study.name, meta.model, meta.role, trial.user_attrs["slot"], "abandoned", None, seconds,
+                        score_name=score.metric)
     return Finished(study.name, meta.model, meta.role, trial.user_attrs["slot"], result.status, result.score,
                     seconds, score_name=score.metric)
 
 
+def _best_point(score, records: list) -> Optional[dict]:
+    best = score.best_record(records)
+    return None if best is None else {"step": best["step"], "g_steps": best.get("g_steps"), "metrics": best["metrics"]}
+
+
 def reclaim_lost_trials(study: StoredStudy, grace: float = GRACE_SECONDS) -> int:
-    """Fail and re-queue RUNNING trials whose worker is gone; returns how many."""
-    return sum(study.requeue(t) for t in study.trials("running") if not _alive(study, t, grace))
+    """Put RUNNING trials whose worker is gone back in the queue; returns how many. Called only
+    between trials, so a trial this very process holds is one it is not training (a claim cut
+    by a storage error after the state change): it goes back too."""
+    return sum(study.release(t, (study.owner(t) or {}).get("id")) for t in study.trials("running")
+               if not _alive(study, t, grace))
 
 
 def _alive(study: StoredStudy, trial, grace: float) -> bool:
-    owner = study.owner(trial)
-    if owner and owner.get("host") == HOST:
+    if study.claim_in_progress(trial, CLAIM_SECONDS):  # its owner record is still the previous claim's
+        return True
+    owner = study.owner(trial) or {}
+    me = worker_identity()
+    if owner.get("id") == me["id"]:
+        return False
+    # The process table answers only within one PID namespace: containers that share a host name
+    # (docker --network host) but not their PIDs are told apart by the heartbeat alone.
+    local = owner.get("host") == HOST and owner.get("pidns", me["pidns"]) == me["pidns"]
+    if local and owner.get("pid"):
         return _process_alive(owner.get("pid"), owner.get("start"))
     return time.time() - study.last_heartbeat(trial) < grace
 
 
-def _owner() -> dict:
-    return {"host": HOST, "pid": os.getpid(), "start": _process_start(os.getpid())}
+_IDENTITY: Optional[dict] = None
+
+
+def worker_identity() -> dict:
+    """This process as the owner of the trials it claims; `id` is unique to it (a forked child
+    gets its own)."""
+    global _IDENTITY
+    if _IDENTITY is None or _IDENTITY["pid"] != os.getpid():
+        pid = os.getpid()
+        _IDENTITY = {"host": HOST, "pid": pid, "start": _process_start(pid), "pidns": _pid_namespace(),
+                     "id": uuid.uuid4().hex}
+    return _IDENTITY
+
+
+def _pid_namespace() -> Optional[str]:
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
 
 
 def _process_start(pid: int) -> Optional[str]:
@@ -213,14 +379,75 @@ def _process_alive(pid: Optional[int], start: Optional[str]) -> bool:
     return start is None or _process_start(pid) in (None, start)
 
 
-def _heartbeat(study: StoredStudy, trials: list, stop: threading.Event) -> None:
-    alive = list(trials)
-    while alive and not stop.wait(HEARTBEAT_SECONDS):
-        for trial in list(alive):
+class _Heartbeat:
+    """Keeps a worker's claims alive while it trains them, and tells it when one is lost.
+
+    Every HEARTBEAT_SECONDS it renews each trial; a trial the storage says is no longer this
+    worker's (re-queued as lost, e.g. after a long outage) has its lease marked lost. Errors
+    reaching the storage are retried at the next beat; after ABANDON_SECONDS without one
+    successful renewal every lease is marked lost, well before another worker may take the
+    trials over (GRACE_SECONDS)."""
+
+    def __init__(self, study: StoredStudy, trials: list, leases: list[Lease]):
+        self.study, self.claims = study, list(zip(trials, leases))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        owner_id, renewed = worker_identity()["id"], time.time()
+        while self.claims and not self._stop.wait(HEARTBEAT_SECONDS):
             try:
-                study.heartbeat(trial)
+                for trial, lease in list(self.claims):
+                    if not self.study.renew(trial, owner_id):
+                        lease.lost.set()
+                        self.claims.remove((trial, lease))
+                    else:
+                        lease.renewed()
+                renewed = time.time()
             except Exception:
-                alive.remove(trial)  # it finished or the storage went away: nothing left to keep alive
+                if time.time() - renewed > ABANDON_SECONDS:
+                    for _, lease in self.claims:
+                        lease.lost.set()
+                    return
+
+
+def _transient(exc: BaseException) -> bool:
+    """A storage error that a retry may cure: a dropped connection, a database restarting, a busy file."""
+    from optuna.exceptions import StorageInternalError
+
+    from bench.records.storage import StorageUnreachable
+
+    if isinstance(exc, StorageUnreachable):
+        return True
+    if isinstance(exc, (BenchError, KeyboardInterrupt)):
+        return False
+    if isinstance(exc, (StorageInternalError, ConnectionError, TimeoutError)):
+        return True
+    try:
+        from sqlalchemy.exc import DBAPIError, OperationalError
+
+        return isinstance(exc, (OperationalError, DBAPIError))
+    except ImportError:
+        return False
+
+
+def patiently(fn: Callable, *args, **kwargs):
+    """`fn(*args)`, retried with back-off through a storage outage of up to STORAGE_PATIENCE seconds."""
+    deadline, pause = time.time() + STORAGE_PATIENCE, 1.0
+    while True:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            if not _transient(exc) or time.time() + pause > deadline:
+                raise
+            print(f"bench: storage unreachable ({_first_line(exc)[:120]}); retrying in {pause:.0f} s",
+                  file=sys.stderr, flush=True)
+            time.sleep(pause)
+            pause = min(pause * 2, 10.0)  # short: a restarted database is used again within seconds
 
 
 def _read_state(folder: Path):

@@ -53,7 +53,8 @@ def test_plugin_from_file(tmp_path):
         assert cls.name == "hingeish_gan" and cls.search_space.defaults["lr"] == 1e-4
         assert "hingeish_gan" in model_names() and get_model_class("hingeish_gan") is cls
     assert "hingeish_gan" not in model_names()
-    assert get_model_class(f"{source}:HingeishGAN") is cls  # the file is not executed a second time
+    with restored_registry():  # asked again: the same class (the file is not executed twice), registered again
+        assert get_model_class(f"{source}:HingeishGAN") is cls and get_model_class("hingeish_gan") is cls
     with pytest.raises(BenchError, match="has no class 'Missing'"):
         get_model_class(f"{source}:Missing")
     with pytest.raises(BenchError, match="does not exist"):

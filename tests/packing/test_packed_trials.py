@@ -32,7 +32,7 @@ def config(folder, model="ns_gan", steps=20, eval_every=10, seed=0, **overrides)
 
 
 def options(out):
-    return RunOptions(out=out, device="cpu", progress=False)
+    return RunOptions(out=out, device="cpu", progress=False, checkpoint_every="1")  # resumes from every point
 
 
 def files(folder: Path) -> list:
@@ -132,7 +132,7 @@ def bench_run(blob_folder, out: Path, pack: int) -> list:
     return [sys.executable, "-m", "bench", "run", "--model", "ns_gan,wgan_gp,vae", "--dataset",
             f"folder:{blob_folder}", "--budget", "4", "--preset", "quick", "--steps", "40", "--eval-every", "20",
             "--nll-n", "32", "--eval-samples", "16", "--extractor", "tiny", "--numerics", "float64", "--device", "cpu",
-            "--pack", str(pack), "--no-progress", "--out", str(out)]
+            "--pack", str(pack), "--no-progress", "--checkpoint-every", "1", "--out", str(out)]
 
 
 @pytest.mark.slow

@@ -125,3 +125,59 @@ def test_an_old_record_with_an_absolute_journal_path_reads_the_folders_own(finis
     run_study(_request(blob_folder, copy, budget=3))
     assert (original / JOURNAL_NAME).read_bytes() == before and _done(copy) == 3
     assert RunRecord.read(copy).storage == RUN_RELATIVE  # rewritten in today's form
+
+
+def test_a_cut_write_while_workers_run_is_set_aside_before_the_next_append(finished_run, tmp_path, capsys):
+    path = tmp_path / JOURNAL_NAME
+    path.write_bytes((finished_run / JOURNAL_NAME).read_bytes())
+    store = StudyStore(f"journal:{path}")  # opened while the journal was whole
+    study = store.load(store.names()[0])
+    with open(path, "ab") as f:
+        f.write(b'{"op_code":8,"worker_id":"x","trial_id":0,"user_a')  # another process's write, cut
+    study.retry(study.trials()[0])  # this process appends next
+    assert "torn record" in capsys.readouterr().err
+    assert len(StudyStore(f"journal:{path}").load(study.name).trials()) == len(study.trials())
+
+
+def test_the_journal_claim_of_a_trial_another_worker_took_is_refused(tmp_path):
+    """Optuna's journal answers a claim by comparing with the last trial this thread claimed; a
+    trial claimed, released, then taken by another worker would read as won again. bench forgets
+    its last claim before each one (StoredStudy._forget_last_claim)."""
+    import optuna
+
+    from bench.records.study_store import StudyMeta
+    from optuna.trial import TrialState
+
+    url = f"journal:{tmp_path / 'j.journal'}"
+    a, b = StudyStore(url), StudyStore(url)  # two workers: two storages, two worker ids
+    raw = optuna.create_study(study_name="s", storage=a._storage)
+    raw.set_user_attr("bench", StudyMeta(model="ns_gan", role="search", protocol={"dataset": "triangles"}, digest="d").to_dict())
+    raw.enqueue_trial({})
+    sa, sb = a.load("s"), b.load("s")
+    (trial,) = sa.trials()
+    storage_a, storage_b = sa._study._storage, sb._study._storage
+    assert storage_a.set_trial_state_values(trial._trial_id, TrialState.RUNNING)
+    assert storage_a.set_trial_state_values(trial._trial_id, TrialState.WAITING)  # released
+
+    def claim_racing_b(forget: bool) -> bool:
+        """A's claim, with B's claim landing between A's look at the trial and A's write (the
+        window between Optuna's pre-check and its append, which another process can hit)."""
+        sync, calls = storage_a._sync_with_backend, []
+
+        def stale_first(*args):
+            calls.append(1)
+            if len(calls) > 1:
+                return sync(*args)
+            assert storage_b.set_trial_state_values(trial._trial_id, TrialState.RUNNING)  # B wins meanwhile
+
+        if forget:
+            sa._forget_last_claim()
+        storage_a._sync_with_backend = stale_first
+        try:
+            return storage_a.set_trial_state_values(trial._trial_id, TrialState.RUNNING)
+        finally:
+            storage_a._sync_with_backend = sync
+
+    assert claim_racing_b(forget=False)  # Optuna alone: "won", though B holds the trial
+    assert storage_b.set_trial_state_values(trial._trial_id, TrialState.WAITING)
+    assert not claim_racing_b(forget=True)  # bench forgets its last claim first: refused

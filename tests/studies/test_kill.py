@@ -34,7 +34,8 @@ def test_sigkill_mid_trial_then_rerun(blob_folder, tmp_path):
     out = tmp_path / "run"
     command = [sys.executable, "-m", "bench", "run", "--model", "ns_gan,vae", "--dataset", f"folder:{blob_folder}",
                "--budget", "2", "--preset", "quick", "--steps", "200", "--eval-every", "20", "--eval-samples", "16",
-               "--extractor", "tiny", "--device", "cpu", "--jobs", "2", "--no-progress", "--out", str(out)]
+               "--extractor", "tiny", "--device", "cpu", "--jobs", "2", "--no-progress", "--checkpoint-every", "1",
+               "--out", str(out)]
     first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     victim, deadline = None, time.time() + 600
     while victim is None and time.time() < deadline and first.poll() is None:

@@ -41,18 +41,18 @@ def studies(out: Path, role: str = SEARCH) -> dict:
 
 
 @pytest.mark.slow  # several `bench` processes: 30-90 s on a shared 2-core CPU
-def test_a_slot_whose_trials_all_failed_is_tried_again_by_the_next_run(blob_folder, tmp_path):
+def test_a_failed_slot_is_tried_again_by_a_run_with_a_larger_max_retries(blob_folder, tmp_path):
     out = tmp_path / "run"
     command = ["run", "--model", f"{PLUGINS}:FailsWhileAsked", "--dataset", f"folder:{blob_folder}", "--budget", "2",
                "--seeds", "0", *TINY, "--out", out]
-    first = bench(*command, env={"BENCH_TEST_FAIL": "1"})
+    first = bench(*command, "--max-retries", "0", env={"BENCH_TEST_FAIL": "1"})
     assert first.returncode == 1, first.stderr[-2000:]
-    assert "2 trial(s) failed" in first.stdout and "rerun the same command to retry them" in first.stdout
+    assert "2 trial(s) failed after 0 retries" in first.stdout and "a larger --max-retries" in first.stdout
     (failed,) = studies(out).values()
     assert [(t.state, t.user_attrs["slot"]) for t in failed] == [(TrialState.FAIL, 0), (TrialState.FAIL, 1)]
     assert all("failing on purpose" in t.user_attrs["error"] for t in failed)
 
-    second = bench(*command)  # the cause is gone: each slot gets one more try, and trains
+    second = bench(*command, "--max-retries", "1")  # the cause is gone: each slot gets one more try, and trains
     assert second.returncode == 0, second.stderr[-2000:]
     (trials,) = studies(out).values()
     assert [(t.state, t.user_attrs["slot"]) for t in trials] == [
@@ -60,7 +60,7 @@ def test_a_slot_whose_trials_all_failed_is_tried_again_by_the_next_run(blob_fold
     assert [t.params for t in trials[2:]] == [t.params for t in trials[:2]]  # the same configurations
     assert all(t.user_attrs["status"] == "complete" and t.value is not None for t in trials[2:])
 
-    third = bench(*command)  # a slot that has trained is never tried again
+    third = bench(*command, "--max-retries", "1")  # a slot that has trained is never tried again
     assert third.returncode == 0, third.stderr[-2000:]
     assert len(next(iter(studies(out).values()))) == 4
 

@@ -53,7 +53,10 @@ def test_budget_defaults_and_objective(tiny_run):
         for t in done:
             records = [json.loads(l) for l in (open(f"{t.user_attrs['folder']}/evals.jsonl"))]
             assert t.value == min(r["metrics"]["fid"] for r in records)
-            assert [e["step"] for e in t.user_attrs["evaluations"]] == [2, 4]
+            assert [r["step"] for r in records] == [2, 4] and t.user_attrs["points"] == 2
+            best = min(records, key=lambda r: r["metrics"]["fid"])  # the storage keeps the best point, not every record
+            assert t.user_attrs["best"] == {"step": best["step"], "g_steps": best["g_steps"], "metrics": best["metrics"]}
+            assert "evaluations" not in t.user_attrs and len(json.dumps(t.user_attrs)) < 3000
             assert t.user_attrs["status"] == "complete" and t.user_attrs["compute"]["steps"] == 4
             assert t.user_attrs["compute"]["flops"] > 0
         assert len({json.dumps(t.params, sort_keys=True) for t in done}) == 3  # random search: distinct configs
@@ -106,7 +109,8 @@ def test_diverged_trials_keep_their_best_point_before_the_divergence(blob_folder
     assert summary.diverged == 2 and summary.done == 2
     done = trials(tmp_path / "r", req.protocol, "test_nan_at_7")
     for t in done:
-        (point,) = t.user_attrs["evaluations"]  # step 5; the loss turned NaN at step 7
+        point = t.user_attrs["best"]  # step 5, its only point; the loss turned NaN at step 7
+        assert point["step"] == 5 and t.user_attrs["points"] == 1
         assert t.user_attrs["diverged_at_step"] == 7 and t.user_attrs["status"] == "diverged"
         assert t.value == point["metrics"]["fid"] == t.user_attrs["score"]
     assert summary.best_score == min(t.value for t in done)
