@@ -21,6 +21,8 @@ def trials(tmp_path_factory, blob_folder):
         extra = ["--nll-k", "4"] if model != "ns_gan" else []
         assert main(["train", "--model", model, "--dataset", f"folder:{blob_folder}", "--out", str(out / model),
                      *TINY, *extra]) == 0
+        # ended: scored from the weights it keeps, its optimiser checkpoint gone
+        assert not (out / model / "checkpoint.pt").exists() and (out / model / "weights-best.pt").exists()
     return out
 
 
