@@ -263,7 +263,7 @@ def packing_speed(device: torch.device, steps: int) -> dict:
 
     cuda = device.type == "cuda"
     rows = measure(["ns_gan", "wgan_gp", "vae"], [1, 4, 16, 64] if cuda else [1, 4],
-                   (3, 32, 32) if cuda else (1, 28, 28), device, steps)
+                   (3, 32, 32) if cuda else (1, 28, 28), device, steps, alone_every_k=False)
     return {"rows": rows}
 
 
@@ -278,7 +278,7 @@ def processes_per_gpu(device: torch.device) -> dict:
         for procs in ((1, 2, 4) if cuda else (1, 2)):
             files = [Path(tmp) / f"p{procs}-{i}.json" for i in range(procs)]
             command = [sys.executable, script, "--device", str(device), "--models", "ns_gan", "--packs", "8",
-                       "--steps", "20" if cuda else "2", "--shape", "3x32x32" if cuda else "1x8x8"]
+                       "--steps", "20" if cuda else "2", "--shape", "3x32x32" if cuda else "1x8x8", "--repeats", "1"]
             t0 = time.perf_counter()
             root = str(Path(__file__).resolve().parents[1])  # this checkout's bench, whatever is installed
             env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}

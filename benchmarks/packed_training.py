@@ -1,7 +1,7 @@
 """Per-configuration step time of packed trials (bench/packing) against trials alone, one device.
 
     python benchmarks/packed_training.py [--device auto|cpu|cuda] [--shape 3x32x32] [--packs 1,4,16,64]
-                                         [--steps N] [--models ns_gan,wgan_gp,vae] [--json FILE]
+                                         [--steps N] [--repeats 3] [--models ns_gan,wgan_gp,vae] [--json FILE]
 
 For each model (author defaults, except disc_iters 1 and 5 alternating between members so that the
 masked G step is timed too) it times K configurations trained alone one after the other (K = 1 is
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import statistics
 import time
 
 import torch
@@ -78,29 +79,37 @@ def device_name(device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
-def measure(models, packs, shape, device, steps) -> list[dict]:
+def measure(models, packs, shape, device, steps, repeats: int = 1, alone_every_k: bool = True) -> list[dict]:
+    """Per model and pack size K: K configurations trained alone one after the other and as one
+    pack, alternately `repeats` times (medians), so that a slow spell of a shared machine falls on
+    both. The speed-ups are against K = 1 alone (the ordinary trial) and, with `alone_every_k`,
+    against the same K alone (else only the first size is timed alone: quicker, noisier)."""
     rows = []
     for name in models:
         base = None
         for k in packs:
             row = {"model": name, "K": k}
             try:
-                alone = time_alone(name, 1, shape, device, steps) if k == 1 or base is None else None
-                packed = time_packed(name, k, shape, device, steps)
+                alone, packed = [], []
+                for _ in range(repeats):
+                    if alone_every_k or base is None:
+                        alone.append(time_alone(name, k, shape, device, steps))
+                    packed.append(time_packed(name, k, shape, device, steps))
             except torch.OutOfMemoryError:
                 row["error"] = "out of memory"
                 rows.append(row)
                 torch.cuda.empty_cache()
                 break
-            if alone is not None:  # K = 1, or the first size asked for: the ratio's base
-                base = alone
-                row["alone_ms"] = round(alone * 1e3, 3)
-            row["packed_ms_per_config"] = round(packed * 1e3, 3)
-            row["speedup_vs_alone"] = round(base / packed, 3)
+            alone, packed = (statistics.median(alone) if alone else None), statistics.median(packed)
+            base = alone if base is None else base  # K = 1, or the first size asked for
+            row.update(packed_ms_per_config=round(packed * 1e3, 3), speedup_vs_alone=round(base / packed, 3))
+            if alone is not None:
+                row.update(alone_ms_per_config=round(alone * 1e3, 3), speedup_vs_same_k_alone=round(alone / packed, 3))
             rows.append(row)
-            print(f"{name:8s} K={k:3d}  " + (f"alone {row['alone_ms']:9.2f} ms  " if "alone_ms" in row else " " * 20)
-                  + f"packed {row['packed_ms_per_config']:9.2f} ms/config-step  x{row['speedup_vs_alone']:.2f} vs alone",
-                  flush=True)
+            print(f"{name:8s} K={k:3d}  alone " + (f"{alone * 1e3:9.2f}" if alone else "        -")
+                  + f"  packed {packed * 1e3:9.2f} ms/config-step   x{row['speedup_vs_alone']:.2f} vs K=1 alone"
+                  + (f", x{row['speedup_vs_same_k_alone']:.2f} vs these {k} alone" if alone else "")
+                  + f" (median of {repeats})", flush=True)
     return rows
 
 
@@ -111,6 +120,7 @@ def main() -> None:
     parser.add_argument("--packs", default=None, help="pack sizes (default 1,4,16 on a CPU, 1,4,16,64 on a GPU)")
     parser.add_argument("--steps", type=int, default=None, help="timed steps (default 3 on a CPU, 30 on a GPU)")
     parser.add_argument("--models", default="ns_gan,wgan_gp,vae")
+    parser.add_argument("--repeats", type=int, default=3, help="alternating repeats of alone and packed (medians)")
     parser.add_argument("--json", help="also write the rows here")
     args = parser.parse_args()
     device = torch.device(resolve_device(args.device))
@@ -118,8 +128,9 @@ def main() -> None:
     packs = [int(k) for k in (args.packs or ("1,4,16,64" if gpu else "1,4,16")).split(",")]
     steps = args.steps or (30 if gpu else 3)
     shape = tuple(int(v) for v in args.shape.split("x"))
-    print(f"device: {device_name(device)}; shape {args.shape}, batch {BATCH}, {steps} timed steps, torch {torch.__version__}")
-    rows = measure(args.models.split(","), packs, shape, device, steps)
+    print(f"device: {device_name(device)}; shape {args.shape}, batch {BATCH}, {steps} timed steps, {args.repeats} "
+          f"repeats, torch {torch.__version__}")
+    rows = measure(args.models.split(","), packs, shape, device, steps, args.repeats)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"device": device_name(device), "shape": args.shape, "steps": steps, "rows": rows}, f, indent=1)
