@@ -171,7 +171,8 @@ def worker(args) -> int:
     from bench.records.run_folder import RunRecord
     from bench.records.storage import check_storage_url
     from bench.records.study_store import StudyStore
-    from bench.studies.worker import RunStudies, patiently, train_waiting_trials
+    from bench.studies.ownership import patiently
+    from bench.studies.worker import RunStudies, train_waiting_trials
 
     given = args.run or args.storage
     if args.storage and not args.study:

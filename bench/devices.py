@@ -48,3 +48,16 @@ def device_list(spec: str, cuda_count: Optional[int] = None) -> list[str]:
                 raise BenchError(f"--device {spec}: {device} is not a visible GPU (visible: {', '.join(visible)})")
         return list(dict.fromkeys(chosen))
     raise BenchError(f"unknown device {spec!r}; accepted: auto, cpu, cuda (every visible GPU), cuda:N, cuda:N,M,...")
+
+
+def device_name(device) -> str:
+    """The device a trial ran on, as records hold it: `cuda:1 (NVIDIA ...)` with its index (the
+    trials of `--jobs N` run on several GPUs), or the CPU with its thread count."""
+    import platform
+
+    import torch
+
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return f"cuda:{index} ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"

@@ -25,6 +25,7 @@ import bench
 from bench.config import EVAL_NOISE_SEED, RunOptions, TrialConfig, checkpoint_interval, resolve_device
 from bench.data import get_dataset
 from bench.data.device_batches import DeviceBatches
+from bench.devices import device_name
 from bench.errors import BenchError
 from bench.files import atomic_write, now
 from bench.loss_monitor import LossMonitor
@@ -140,7 +141,7 @@ class _Trial:
         noise_rng = torch.Generator().manual_seed(EVAL_NOISE_SEED)
         self.eval_z = self.model.sample_noise(config.eval_samples, noise_rng, "cpu").to(self.device, self.model_dtype)
         self.monitor = LossMonitor()
-        self.run_info = {"device": _device_name(self.device), "pack": pack, "host": platform.node(),
+        self.run_info = {"device": device_name(self.device), "pack": pack, "host": platform.node(),
                          "owner": folder.lease.token if folder.lease else None, "bench_version": bench.__version__}
         records = folder.evaluations()
         self.recorded = {r["step"] for r in records}
@@ -270,10 +271,10 @@ class _Trial:
         samples = torch.cat([self.model.generate(z) for z in self.eval_z.split(self.model.generate_batch)])
         if not torch.isfinite(samples).all():
             return False
-        full_k = self.config.nll_k
+        full_k, last = self.config.nll_k, self.step == self.config.steps
         evaluation = self.evaluator.evaluate(samples, nll_k=min(full_k, NLL_K_BETWEEN))
-        if (evaluation.finite and full_k > NLL_K_BETWEEN and not model_is_exact(self.model)
-                and self._reported_point(evaluation.metrics)):
+        best = evaluation.finite and self._best_so_far(evaluation.metrics)  # by the score, which the NLL's k leaves alone
+        if evaluation.finite and full_k > NLL_K_BETWEEN and not model_is_exact(self.model) and (last or best):
             evaluation = self.evaluator.recompute(evaluation, "nll", nll_k=full_k)
         if not evaluation.finite:
             return False
@@ -286,12 +287,11 @@ class _Trial:
         clock = self._clock()
         # The weights later commands use, before the record that points to them: at the best point
         # so far, and at the last point where it is not the best.
-        best = self._best_so_far(metrics)
         if best:
             self._keep_weights("best")
-        elif self.step == config.steps:
+        elif last:
             self._keep_weights("last")
-        if best and self.step == config.steps:
+        if best and last:
             self.weights["last"] = self.step
             self.folder.weights_path("last").unlink(missing_ok=True)  # an older last point's, from before a resume
         self.folder.append_evaluation(EvalRecord(
@@ -302,11 +302,8 @@ class _Trial:
         self.recorded.add(self.step)
         return True
 
-    def _reported_point(self, metrics: dict) -> bool:
-        """The last point, or one at least as good as every earlier point of the trial by its score."""
-        return self.step == self.config.steps or self._best_so_far(metrics)
-
     def _best_so_far(self, metrics: dict) -> bool:
+        """At least as good as every earlier point of the trial by its score."""
         score = score_for(self.config.dataset)
         earlier = [score.record_key(r) for r in self.folder.evaluations() if r["step"] < self.step]
         return not earlier or score.record_key({"metrics": metrics}) <= min(earlier)
@@ -373,13 +370,6 @@ def _flops_per_step(config: TrialConfig, image_shape) -> Optional[float]:
         return flops_per_step(config.model, tuple(image_shape), config.hparams, config.batch_size)
     except Exception:
         return None
-
-
-def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":  # with its index: the trials of `--jobs N` run on several GPUs
-        index = device.index if device.index is not None else torch.cuda.current_device()
-        return f"cuda:{index} ({torch.cuda.get_device_name(device)})"
-    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
 def _postfix(latest: dict, fid: Optional[float]) -> dict:

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import time
 
 import torch
 
 from bench.config import resolve_device
+from bench.devices import device_name
 from bench.models import build_model
 from bench.packing import packer_for
 
@@ -71,12 +71,6 @@ def time_packed(name: str, k: int, shape, device, steps: int) -> float:
         pack.train_step(real, rngs)
     _sync(device)
     return (time.perf_counter() - t0) / (k * steps)
-
-
-def device_name(device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
 def measure(models, packs, shape, device, steps, repeats: int = 1, alone_every_k: bool = True) -> list[dict]:

@@ -155,7 +155,7 @@ class GANPacker(Packer):
                 self.D.requires_grad_(True)
             self.G.zero_grad()
             (g_loss.sum() if mask is None else torch.where(mask, g_loss, 0.0).sum()).backward()
-            self.opt_G.step(due)
+            self.opt_G.step(due, mask)
             if saved is not None:
                 self.G.keep_buffers(saved[0], ~mask)
                 self.D.keep_buffers(saved[1], ~mask)

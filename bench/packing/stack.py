@@ -114,7 +114,7 @@ class PackedAdam:
     """Adam over stacked parameters with per-member lr and β1, as torch.optim.Adam computes it.
 
     Bias corrections are computed on the device in float64 from per-member step counts, so no
-    step waits for the host. `step(due)` updates only the members where `due[k]` is true (a GAN
+    step waits for the host. `step(due, mask)` updates only the members where `due[k]` is true (a GAN
     member whose schedule skips this generator step); the others keep parameters and state. A
     batched Stack's members are stepped as one: a member not due gets factors that leave its
     values exactly as they are (weight 0, β2 of 1), which costs nothing more than the step. A
@@ -159,19 +159,15 @@ class PackedAdam:
         if any(s != steps[0] for s in steps):
             raise ValueError("the parameters of a member's optimiser have different step counts")
         self.step_count = torch.tensor(steps[0], dtype=torch.float64, device=device)  # [K]
-        self._masks: Dict[tuple, Tensor] = {}
-
-    def _mask(self, due: Sequence[bool]) -> Tensor:
-        key = tuple(bool(d) for d in due)
-        if key not in self._masks:  # made once per pattern: no copy to the device per step
-            self._masks[key] = torch.tensor(key, device=self.step_count.device)
-        return self._masks[key]
 
     @torch.no_grad()
-    def step(self, due: Optional[Sequence[bool]] = None) -> None:
+    def step(self, due: Optional[Sequence[bool]] = None, mask: Optional[Tensor] = None) -> None:
+        """`due`: the members that take this step (all by default), and `mask` the same as a [K]
+        bool tensor on the device (the packer's, made once per pattern: no copy per step)."""
         if due is not None and all(due):
-            due = None
-        mask = None if due is None else self._mask(due)
+            due = mask = None
+        elif due is not None and mask is None:
+            mask = torch.tensor([bool(d) for d in due], device=self.step_count.device)
         self.step_count += 1 if mask is None else mask.to(torch.float64)
         bias_correction1 = 1 - self.beta1 ** self.step_count
         bias_correction2_sqrt = (1 - self.beta2 ** self.step_count).sqrt()

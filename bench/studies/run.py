@@ -21,13 +21,14 @@ from bench.defaults import DEFAULTS
 from bench.errors import BenchError
 from bench.records.run_folder import RUN_FILE, SEARCH, SEEDS, RunRecord
 from bench.records.storage import RUN_RELATIVE, check_storage_url, resolved, stored_form
-from bench.records.study_store import FAILURES, StudyStore
+from bench.records.study_store import StudyStore
 from bench.scores import score_for
 from bench.records.protocol import RunProtocol
 from bench.studies.study import (enqueue_search, enqueue_seeds, open_study, requeue_failed, retire_stale_reruns,
                                  summarize, trial_score)
 from bench.studies.placement import start_workers
-from bench.studies.worker import Finished, reclaim_lost_trials, train_waiting_trials
+from bench.studies.ownership import reclaim_lost_trials
+from bench.studies.worker import Finished, train_waiting_trials
 
 
 @dataclass
@@ -168,7 +169,7 @@ class _Reporter:
         self.counts = {name: store.ended_count(name) for name in names}
         self.bar = tqdm(total=pending, desc="trials", unit="trial", disable=not progress, file=sys.stderr,
                         dynamic_ncols=True, position=0)
-        self.seen = {(study.name, t.number, t.user_attrs.get(FAILURES)) for study, t in self._ended()}
+        self.seen = {(study.name, t.number) for study, t in self._ended()}
         self.started = time.time()
 
     def _ended(self, names=None):
@@ -200,9 +201,9 @@ class _Reporter:
         changed = [name for name in self.names if counts[name] != self.counts.get(name)]
         self.counts.update(counts)
         for study, t in list(self._ended(changed)) if changed else []:
-            if (study.name, t.number, t.user_attrs.get(FAILURES)) in self.seen:
+            if (study.name, t.number) in self.seen:
                 continue
-            self.seen.add((study.name, t.number, t.user_attrs.get(FAILURES)))
+            self.seen.add((study.name, t.number))
             score = score_for(study.meta.dataset)
             self.finished(Finished(study.name, study.meta.model, study.meta.role, t.user_attrs.get("slot"),
                                    t.user_attrs["status"], trial_score(score, t), study.seconds(t),

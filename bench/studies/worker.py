@@ -1,26 +1,17 @@
 """A worker: claims WAITING trials of its studies, trains them, reports, until none is left.
 
-Ownership: a worker has an identity unique to its process (a random id beside host, PID, the
-process's start and its PID namespace), writes it into each trial it claims, refreshes a
-heartbeat while it trains, and holds the trial folder's lease (bench/records/trial_folder.py).
-A RUNNING trial whose process is gone (same host and PID namespace) or whose heartbeat is older
-than the grace period (elsewhere) goes back to WAITING; the next claim resumes from the slot's
-checkpoint. A heartbeat that finds its trial re-queued, or cannot reach
-the storage for half the grace period, makes its worker abandon the trial: it stops at the next
-step and writes nothing more, so two owners never write one folder. Exactly one trial of a slot
-can complete: the storage refuses a state change on a trial that is no longer RUNNING.
-
-Faults: storage calls are retried through an outage (a database restart) for STORAGE_PATIENCE
-seconds; a trial that fails for its own reason goes back to the queue at most `max_retries` times,
-then stays failed with its error; an error of the device itself (a broken CUDA context) re-queues the trial
-and ends the worker, so that its supervisor can start a fresh process.
+Who owns a trial, how a lost one is found and how a worker rides out a database restart is
+bench/studies/ownership.py. Here: a trial that fails for its own reason goes back to the queue at
+most `max_retries` times, then stays failed with its error; an error of the device itself (a
+broken CUDA context) puts the trial back and ends the worker, so that its supervisor can start a
+fresh process. Exactly one trial of a slot can complete: the storage refuses a state change on a
+trial that is no longer RUNNING, and `finish` checks the owner.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import platform
 import signal
 import sys
 import threading
@@ -40,15 +31,11 @@ from bench.records.study_store import StoredStudy, StudyStore
 from bench.records.trial_folder import Lease, LeaseLost, TrialFolder
 from bench.scores import score_for
 from bench.records.protocol import RunProtocol
+from bench.studies.ownership import (ABANDON_SECONDS, Heartbeat, first_line, patiently, reclaim_lost_trials,
+                                     worker_identity)
 
-HEARTBEAT_SECONDS = 15.0
-GRACE_SECONDS = 300.0  # a trial on another host is presumed lost after this long without a heartbeat
-ABANDON_SECONDS = GRACE_SECONDS / 2  # a worker that cannot renew its claim this long stops the trial
-STORAGE_PATIENCE = 600.0  # how long storage calls are retried through an outage before the worker gives up
 POLL_SECONDS = 5.0  # how often an idle worker looks for new trials
 FOLLOW_PATIENCE = 120.0  # how long a worker waits for announced seed re-runs that do not appear
-CLAIM_SECONDS = 60.0  # a claim begun this recently is in progress, whatever its previous owner
-HOST = platform.node()
 
 
 class DeviceLost(BenchError):
@@ -206,7 +193,7 @@ def _train(study: StoredStudy, trials: list, out_dir: Path, options: RunOptions,
     me = worker_identity()["id"]
     # A token per claim: a trial released and claimed again, even by this worker, has a new one.
     leases = [Lease(f"{me}/{trial.number}/{uuid.uuid4().hex[:8]}", expires_after=ABANDON_SECONDS) for trial in trials]
-    beat = _Heartbeat(study, trials, leases)
+    beat = Heartbeat(study, trials, leases)
     t0 = time.perf_counter()
 
     def ended(trial, status, error=None, retried=False) -> Finished:
@@ -239,9 +226,9 @@ def _train(study: StoredStudy, trials: list, out_dir: Path, options: RunOptions,
         if is_device_error(exc):
             for trial in trials:
                 patiently(study.release, trial, me)
-            raise DeviceLost(f"the device failed ({_first_line(exc)}); its trials were queued again and this "
+            raise DeviceLost(f"the device failed ({first_line(exc)}); its trials were queued again and this "
                              "worker stops, so that a fresh process can take over") from None
-        error = _first_line(exc) if not isinstance(exc, BenchError) else str(exc)
+        error = first_line(exc) if not isinstance(exc, BenchError) else str(exc)
         finished = []
         for trial, folder, lease in zip(trials, folders, leases):
             if lease.lost.is_set():
@@ -258,11 +245,6 @@ def _train(study: StoredStudy, trials: list, out_dir: Path, options: RunOptions,
     seconds = (time.perf_counter() - t0) / len(trials)
     return [patiently(_report, study, trial, config, folder, result, score, seconds)
             for trial, config, folder, result in zip(trials, configs, folders, results)]
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
 # Messages of errors that leave the accelerator unusable by this process (CUDA's sticky errors).
@@ -313,141 +295,6 @@ def _report(study: StoredStudy, trial, config, folder: Path, result, score, seco
 def _best_point(score, records: list) -> Optional[dict]:
     best = score.best_record(records)
     return None if best is None else {"step": best["step"], "g_steps": best.get("g_steps"), "metrics": best["metrics"]}
-
-
-def reclaim_lost_trials(study: StoredStudy, grace: float = GRACE_SECONDS) -> int:
-    """Put RUNNING trials whose worker is gone back in the queue; returns how many. Called only
-    between trials, so a trial this very process holds is one it is not training (a claim cut
-    by a storage error after the state change): it goes back too."""
-    return sum(study.release(t, (study.owner(t) or {}).get("id")) for t in study.trials("running")
-               if not _alive(study, t, grace))
-
-
-def _alive(study: StoredStudy, trial, grace: float) -> bool:
-    if study.claim_in_progress(trial, CLAIM_SECONDS):  # its owner record is still the previous claim's
-        return True
-    owner = study.owner(trial) or {}
-    me = worker_identity()
-    if owner.get("id") == me["id"]:
-        return False
-    # The process table answers only within one PID namespace: containers that share a host name
-    # (docker --network host) but not their PIDs are told apart by the heartbeat alone.
-    local = owner.get("host") == HOST and owner.get("pidns", me["pidns"]) == me["pidns"]
-    if local and owner.get("pid"):
-        return _process_alive(owner.get("pid"), owner.get("start"))
-    return time.time() - study.last_heartbeat(trial) < grace
-
-
-_IDENTITY: Optional[dict] = None
-
-
-def worker_identity() -> dict:
-    """This process as the owner of the trials it claims; `id` is unique to it (a forked child
-    gets its own)."""
-    global _IDENTITY
-    if _IDENTITY is None or _IDENTITY["pid"] != os.getpid():
-        pid = os.getpid()
-        _IDENTITY = {"host": HOST, "pid": pid, "start": _process_start(pid), "pidns": _pid_namespace(),
-                     "id": uuid.uuid4().hex}
-    return _IDENTITY
-
-
-def _pid_namespace() -> Optional[str]:
-    try:
-        return os.readlink("/proc/self/ns/pid")
-    except OSError:
-        return None
-
-
-def _process_start(pid: int) -> Optional[str]:
-    """The process's start time in clock ticks since boot (Linux), to tell a reused PID apart."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
-def _process_alive(pid: Optional[int], start: Optional[str]) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # exists, owned by someone else
-    return start is None or _process_start(pid) in (None, start)
-
-
-class _Heartbeat:
-    """Keeps a worker's claims alive while it trains them, and tells it when one is lost.
-
-    Every HEARTBEAT_SECONDS it renews each trial; a trial the storage says is no longer this
-    worker's (re-queued as lost, e.g. after a long outage) has its lease marked lost. Errors
-    reaching the storage are retried at the next beat; after ABANDON_SECONDS without one
-    successful renewal every lease is marked lost, well before another worker may take the
-    trials over (GRACE_SECONDS)."""
-
-    def __init__(self, study: StoredStudy, trials: list, leases: list[Lease]):
-        self.study, self.claims = study, list(zip(trials, leases))
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def _run(self) -> None:
-        owner_id, renewed = worker_identity()["id"], time.time()
-        while self.claims and not self._stop.wait(HEARTBEAT_SECONDS):
-            try:
-                for trial, lease in list(self.claims):
-                    if not self.study.renew(trial, owner_id):
-                        lease.lost.set()
-                        self.claims.remove((trial, lease))
-                    else:
-                        lease.renewed()
-                renewed = time.time()
-            except Exception:
-                if time.time() - renewed > ABANDON_SECONDS:
-                    for _, lease in self.claims:
-                        lease.lost.set()
-                    return
-
-
-def _transient(exc: BaseException) -> bool:
-    """A storage error that a retry may cure: a dropped connection, a database restarting, a busy file."""
-    from optuna.exceptions import StorageInternalError
-
-    from bench.records.storage import StorageUnreachable
-
-    if isinstance(exc, StorageUnreachable):
-        return True
-    if isinstance(exc, (BenchError, KeyboardInterrupt)):
-        return False
-    if isinstance(exc, (StorageInternalError, ConnectionError, TimeoutError)):
-        return True
-    try:
-        from sqlalchemy.exc import DBAPIError, OperationalError
-
-        return isinstance(exc, (OperationalError, DBAPIError))
-    except ImportError:
-        return False
-
-
-def patiently(fn: Callable, *args, **kwargs):
-    """`fn(*args)`, retried with back-off through a storage outage of up to STORAGE_PATIENCE seconds."""
-    deadline, pause = time.time() + STORAGE_PATIENCE, 1.0
-    while True:
-        try:
-            return fn(*args, **kwargs)
-        except Exception as exc:
-            if not _transient(exc) or time.time() + pause > deadline:
-                raise
-            print(f"bench: storage unreachable ({_first_line(exc)[:120]}); retrying in {pause:.0f} s",
-                  file=sys.stderr, flush=True)
-            time.sleep(pause)
-            pause = min(pause * 2, 10.0)  # short: a restarted database is used again within seconds
 
 
 def _read_state(folder: Path):

@@ -13,7 +13,7 @@ from bench import load_results
 from bench.models import restored_registry
 from bench.records.study_store import StudyStore
 from bench.records.trial_folder import Lease, LeaseLost, TrialFolder
-from bench.studies import worker
+from bench.studies import ownership, worker
 from bench.studies.protocol import resolve_protocol
 from bench.studies.run import RunRequest, parse_models, run_study
 from bench.studies.status import status_rows
@@ -82,7 +82,7 @@ def test_a_trial_requeued_while_it_trains_is_abandoned_and_its_folder_has_one_wr
     """The heartbeat finds its trial failed and queued again (what another worker does to a trial
     it presumes lost): the worker stops it at the next step and writes nothing more; the queued
     copy, taken here by the same worker, resumes from the checkpoint and completes."""
-    monkeypatch.setattr(worker, "HEARTBEAT_SECONDS", 0.05)
+    monkeypatch.setattr(ownership, "HEARTBEAT_SECONDS", 0.05)
     monkeypatch.setenv("BENCH_TEST_SLEEP", "0.05")
     (model,) = parse_models(f"{PLUGINS}:Sleepy")
     protocol = _protocol(blob_folder, steps=60, eval_every=10)
@@ -135,14 +135,14 @@ class _Unreachable:
 
 
 def test_a_heartbeat_that_cannot_renew_abandons_before_the_grace_period(monkeypatch):
-    monkeypatch.setattr(worker, "HEARTBEAT_SECONDS", 0.01)
-    monkeypatch.setattr(worker, "ABANDON_SECONDS", 0.2)
+    monkeypatch.setattr(ownership, "HEARTBEAT_SECONDS", 0.01)
+    monkeypatch.setattr(ownership, "ABANDON_SECONDS", 0.2)
     lease = Lease("me/0")
-    beat = worker._Heartbeat(_Unreachable(), [object()], [lease])
+    beat = ownership.Heartbeat(_Unreachable(), [object()], [lease])
     assert not lease.lost.wait(0.1)  # a short outage is retried, not given up
     assert lease.lost.wait(5)
     beat.stop()
-    assert worker.ABANDON_SECONDS < worker.GRACE_SECONDS
+    assert ownership.ABANDON_SECONDS < ownership.GRACE_SECONDS
 
 
 class _Beats:
@@ -160,13 +160,13 @@ class _Beats:
 
 
 def test_owners_in_another_pid_namespace_are_judged_by_their_heartbeat():
-    me = worker.worker_identity()
+    me = ownership.worker_identity()
     gone = {**me, "pid": 2 ** 22 + 7, "id": "other"}  # no such process here
-    assert not worker._alive(_Beats(gone, time.time()), None, grace=300)  # same namespace: the process table
+    assert not ownership._alive(_Beats(gone, time.time()), None, grace=300)  # same namespace: the process table
     elsewhere = {**gone, "pidns": "pid:[1]"}  # a container with the same host name, its own PIDs
-    assert worker._alive(_Beats(elsewhere, time.time()), None, grace=300)
-    assert not worker._alive(_Beats(elsewhere, time.time() - 400), None, grace=300)
-    assert worker.worker_identity()["id"] == me["id"] and len(me["id"]) == 32
+    assert ownership._alive(_Beats(elsewhere, time.time()), None, grace=300)
+    assert not ownership._alive(_Beats(elsewhere, time.time() - 400), None, grace=300)
+    assert ownership.worker_identity()["id"] == me["id"] and len(me["id"]) == 32
 
 
 class _Claimed(_Beats):
@@ -184,14 +184,14 @@ class _Claimed(_Beats):
 def test_a_released_trial_being_claimed_is_not_taken_for_lost():
     """Between a claim's state change and its owner record, the trial still names its previous,
     dead owner: the claim written before the state change keeps reapers off it."""
-    me = worker.worker_identity()
+    me = ownership.worker_identity()
     dead = {**me, "pid": 2 ** 22 + 7, "id": "previous"}
-    assert not worker._alive(_Claimed(dead, time.time() - 999, {}), None, grace=300)
+    assert not ownership._alive(_Claimed(dead, time.time() - 999, {}), None, grace=300)
     claiming = {"id": "new-claimant", "time": time.time()}
-    assert worker._alive(_Claimed(dead, time.time() - 999, claiming), None, grace=300)
-    stale = {"id": "new-claimant", "time": time.time() - worker.CLAIM_SECONDS - 1}
-    assert not worker._alive(_Claimed(dead, time.time() - 999, stale), None, grace=300)  # a claimant that died
-    assert not worker._alive(_Claimed(dead, time.time() - 999, {"id": "previous", "time": time.time()}), None, 300)
+    assert ownership._alive(_Claimed(dead, time.time() - 999, claiming), None, grace=300)
+    stale = {"id": "new-claimant", "time": time.time() - ownership.CLAIM_SECONDS - 1}
+    assert not ownership._alive(_Claimed(dead, time.time() - 999, stale), None, grace=300)  # a claimant that died
+    assert not ownership._alive(_Claimed(dead, time.time() - 999, {"id": "previous", "time": time.time()}), None, 300)
 
 
 def test_only_the_owner_finishes_or_releases_a_trial(tmp_path):
@@ -204,10 +204,10 @@ def test_only_the_owner_finishes_or_releases_a_trial(tmp_path):
     raw.set_user_attr("bench", StudyMeta(model="ns_gan", role="search", protocol={"dataset": "triangles"}, digest="d").to_dict())
     raw.enqueue_trial({})
     study = store.load("s")
-    trial = study.claim_waiting({**worker.worker_identity(), "id": "a"})
+    trial = study.claim_waiting({**ownership.worker_identity(), "id": "a"})
     assert not study.release(trial, "b") and not study.finish(trial, True, 1.0, {}, "b")
     assert study.release(trial, "a")
-    trial = study.claim_waiting({**worker.worker_identity(), "id": "b"})
+    trial = study.claim_waiting({**ownership.worker_identity(), "id": "b"})
     assert not study.finish(trial, True, 1.0, {}, "a") and study.finish(trial, True, 1.0, {}, "b")
 
 
@@ -223,5 +223,5 @@ def test_a_trial_this_worker_holds_between_trials_goes_back_to_the_queue(tmp_pat
     raw.set_user_attr("bench", StudyMeta(model="ns_gan", role="search", protocol={"dataset": "triangles"}, digest="d").to_dict())
     raw.enqueue_trial({})
     study = store.load("s")
-    assert study.claim_waiting(worker.worker_identity()) is not None
-    assert worker.reclaim_lost_trials(study) == 1 and [t.state for t in study.trials()] == [TrialState.WAITING]
+    assert study.claim_waiting(ownership.worker_identity()) is not None
+    assert ownership.reclaim_lost_trials(study) == 1 and [t.state for t in study.trials()] == [TrialState.WAITING]
