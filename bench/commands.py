@@ -8,6 +8,7 @@ from pathlib import Path
 
 from bench.defaults import STUDY_KEYS, TRIAL_KEYS
 from bench.errors import BenchError
+from bench.preflight import check_out_file, check_trial_inputs
 
 
 def _protocol_flags(args, keys) -> dict:
@@ -23,7 +24,7 @@ def _machine_flags(args) -> dict:
 
 def _checkpoint_flags(args) -> dict:
     """cli.CHECKPOINT_OPTIONS as the library takes them."""
-    return {"checkpoint_every": args.checkpoint_every, "keep_checkpoints": args.keep_checkpoints}
+    return {"checkpoint_every": args.checkpoint_every, "keep": args.keep}
 
 
 def _list_models() -> list[dict]:
@@ -75,6 +76,9 @@ def train(args) -> int:
     config = make_trial_config(args.model, args.dataset, seed=args.seed, overrides=parse_assignments(args.assignments),
                                **_protocol_flags(args, TRIAL_KEYS))
     out = args.out or Path("runs") / "train" / f"{_slug(config.model)}-{_slug(config.dataset)}-seed{config.seed}"
+    check_trial_inputs(config.dataset, batch_size=config.batch_size, eval_samples=config.eval_samples,
+                       nll_n=config.nll_n, extractor=config.extractor, out=out, device=args.device,
+                       data_root=args.data_root, inception_weights=args.inception_weights)
     result = run_trial(config, RunOptions(out=out, **_checkpoint_flags(args), **_machine_flags(args)))
     shown = ("fid", "kid_mean", "precision", "recall", "density", "coverage", "is_mean", "tri_f1", "nll_bpd",
              "nll_nats_binarized")
@@ -107,6 +111,11 @@ def score(args) -> int:
 
     metrics = parse_metrics(args.metrics) if args.metrics is not None else default_score_metrics()
     out = args.out or Path(f"scores-{_slug(args.samples.stem or 'samples')}-{_slug(args.dataset)}.json")
+    check_out_file(out)  # before the metrics, not after
+    if (args.extractor or "inception") == "inception":
+        from bench.metrics.feature_extractor_inceptionv3 import check_inception_weights
+
+        check_inception_weights(args.inception_weights)
     result = score_samples(args.samples, args.dataset, metrics, n=args.n, extractor=args.extractor, out=out,
                            **_machine_flags(args))
     rows = [{"metric": k, "value": v} for k, v in result.metrics.items()]
@@ -134,8 +143,10 @@ def _score_nll(args) -> int:
             ais[key] = value if key == "sigma" else int(value)
     if ais and args.nll != "ais":
         raise BenchError("--ais-* settings apply to --nll ais only")
+    if args.out is not None:
+        check_out_file(args.out)
     record = score_checkpoint_nll(args.checkpoint, args.nll, n=args.n, nll_k=args.nll_k, ais=ais, device=args.device,
-                                  data_root=args.data_root, out=args.out)
+                                  data_root=args.data_root, out=args.out, progress=not args.no_progress)
     print(format_table([{"metric": k, "value": v} for k, v in record["metrics"].items()]))
     print(f"{record['model']} at step {record['step']} on {record['n']} images of {record['dataset']}; "
           f"written to {args.out or TrialFolder(args.checkpoint).nll_path(args.nll)}")
@@ -147,6 +158,7 @@ def run(args) -> int:
     from bench.studies.protocol import resolve_protocol
     from bench.studies.run import RunRequest, parse_models, run_study
     from bench.data import get_dataset
+    from bench.models import get_model_class
     from bench.studies.status import status_rows
     from bench.textfmt import format_table
 
@@ -154,6 +166,10 @@ def run(args) -> int:
     models = parse_models(args.model, get_dataset(protocol.dataset).info.image_shape)
     out = args.out or Path("runs") / _slug(args.dataset)
     seeds = preset_seeds(args.preset) if args.seeds is None else args.seeds
+    explicit = any(get_model_class(m).explicit for m in models)
+    check_trial_inputs(protocol.dataset, batch_size=protocol.batch_size, eval_samples=protocol.eval_samples,
+                       nll_n=protocol.nll_n if explicit else None, extractor=protocol.extractor, out=out,
+                       device=args.device, data_root=args.data_root, inception_weights=args.inception_weights)
     request = RunRequest(models=models, protocol=protocol, budget=args.budget, out=out, seeds=seeds,
                          jobs=args.jobs, pack=args.pack, max_retries=args.max_retries, storage=args.storage,
                          force=args.force, **_checkpoint_flags(args), **_machine_flags(args))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Optional
@@ -73,7 +74,12 @@ class RunOptions:
     cache_dir: Optional[Path] = None
     lease: Optional[object] = None  # a worker's `trial_folder.Lease` on the trial folder; None: `bench train`
     checkpoint_every: str = DEFAULTS["checkpoint_every"]  # N evaluation points, or a time: 90s, 10m, 1h
-    keep_checkpoints: bool = False  # keep the optimiser checkpoint of an ended trial (to train it further)
+    keep: str = DEFAULTS["keep"]  # what ended trials keep on disk: best | weights | checkpoints (defaults.py)
+
+    @property
+    def keep_checkpoints(self) -> bool:
+        """An ended trial keeps its optimiser checkpoint (to train it further)."""
+        return self.keep == "checkpoints"
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600}
@@ -227,6 +233,10 @@ def make_trial_config(
         raise BenchError(f"{model_cls.name} is implicit: it has no likelihood for --nll-k/--nll-n; for a "
                          "decoder-based model use AIS (`bench score --nll ais --checkpoint TRIAL_DIR`)")
     hparams = model_cls.search_space.resolve(overrides, base=base_hparams)
+    outside = model_cls.search_space.outside_search({k: hparams[k] for k in overrides or {}})
+    if outside:
+        print(f"bench: warning: {', '.join(outside)}: outside what the study searches, trained as asked",
+              file=sys.stderr)
     return trial_config(model, dataset, model_cls, values, hparams, seed)
 
 

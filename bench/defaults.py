@@ -34,6 +34,9 @@ DEFAULTS = {
     # How a command runs: never changes a number.
     "jobs": 1,
     "checkpoint_every": "10m",  # optimiser checkpoints at most this often: a resume loses at most this
+    # What an ended trial keeps: best = the weights of each study's best trial only (the others'
+    # records and samples stay); weights = every trial's; checkpoints = their optimiser state too.
+    "keep": "best",
     "max_retries": 2,  # further attempts of a slot whose trial failed for its own reason
     "pack": "auto",  # trials of one model trained as one (bench/packing; bench/devices.py AUTO_PACK)
     "device": "auto",
@@ -56,6 +59,7 @@ CHOICES = {
     "match": ("steps", "flops"),
     "nll": ("bound", "ais"),  # `bench score --checkpoint DIR --nll METHOD`
     "format": ("csv", "parquet"),  # `bench export`
+    "keep": ("best", "weights", "checkpoints"),
 }
 
 # The protocol values a trial configuration holds (TrialConfig), and those a study adds (RunProtocol).

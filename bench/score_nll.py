@@ -19,6 +19,7 @@ from bench.defaults import CHOICES, DEFAULTS
 from bench.errors import BenchError
 from bench.files import atomic_write_json, now
 from bench.numerics import METRICS
+from bench.progress import shown
 from bench.records.trial_folder import TrialFolder
 
 METRIC_OF_METHOD = {"bound": "nll", "ais": "ais"}  # the registered metric (bench/metrics/registry.py) of each --nll
@@ -28,7 +29,7 @@ AIS_IMAGES = 100  # AIS costs T x L decoder passes per chain: a documented subse
 
 def score_checkpoint_nll(checkpoint_dir: Path, method: str, *, n: Optional[int] = None, nll_k: Optional[int] = None,
                          ais: Optional[dict] = None, device: str = DEFAULTS["device"], data_root: Optional[Path] = None,
-                         out: Optional[Path] = None) -> dict:
+                         out: Optional[Path] = None, progress: bool = False) -> dict:
     from bench.metrics.registry import MetricInputs, get_metric
     from bench.model_metrics.metric_ais import AISSettings
     from bench.models import build_model, get_model_class
@@ -60,7 +61,7 @@ def score_checkpoint_nll(checkpoint_dir: Path, method: str, *, n: Optional[int] 
         raise BenchError(f"--n {n} must lie in 1..{len(reference)} (the evaluation split of {config.dataset})")
     torch_device = torch.device(resolve_device(device))
     model = build_model(config.model, data.info.image_shape, config.hparams, torch_device)
-    # A trial in progress (or kept with --keep-checkpoints) is scored at its checkpoint; an ended
+    # A trial in progress (or kept with --keep checkpoints) is scored at its checkpoint; an ended
     # one at its last point's kept weights (the best point's where they are the same).
     checkpoint = folder.load_checkpoint(config, torch_device)
     if checkpoint is not None:
@@ -68,8 +69,9 @@ def score_checkpoint_nll(checkpoint_dir: Path, method: str, *, n: Optional[int] 
     else:
         checkpoint = folder.load_weights(config, torch_device, "last") or folder.load_weights(config, torch_device, "best")
         if checkpoint is None:
-            raise BenchError(f"{checkpoint_dir} has no checkpoint or kept weights yet; let the trial reach its first "
-                             "evaluation point")
+            raise BenchError(f"{checkpoint_dir} has no checkpoint or kept weights: the trial has not reached its first "
+                             "evaluation point, or another trial of its study ended better (only the best trial "
+                             "keeps its weights; bench run --keep weights keeps every trial's)")
         try:
             model.load_kept_weights(checkpoint["weights"])
         except ValueError as exc:
@@ -77,7 +79,8 @@ def score_checkpoint_nll(checkpoint_dir: Path, method: str, *, n: Optional[int] 
     metric = get_metric(METRIC_OF_METHOD[method])
     inputs = MetricInputs(model=model, test_images=reference.head(n).images, nll_k=nll_k or NLL_K, ais=settings)
     try:
-        with metric.numerics.applied():  # true float32, as the NLL inside a trial (bench/numerics.py)
+        # true float32, as the NLL inside a trial (bench/numerics.py)
+        with metric.numerics.applied(), shown(progress):
             result = metric.compute(inputs)
     except ValueError as exc:
         raise BenchError(str(exc).rstrip(".")) from None

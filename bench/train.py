@@ -29,6 +29,7 @@ from bench.devices import device_name
 from bench.errors import BenchError
 from bench.files import atomic_write, now
 from bench.loss_monitor import LossMonitor
+from bench.progress import shown
 from bench.model_metrics.metric_nll import model_is_exact
 from bench.models import build_model
 from bench.numerics import Numerics, numerics_named
@@ -129,6 +130,7 @@ class _Trial:
         self.rng.manual_seed(config.seed)
         self.train_seconds = self.eval_seconds = 0.0
         self.checkpoint_every = checkpoint_interval(options.checkpoint_every)
+        self.losses_at_checkpoint, self.recorded_losses = None, {}
         self.step = self._restore(folder.load_checkpoint(config, self.device))
         self.checkpoint_step, self.checkpoint_time, self.points_since_checkpoint = self.step, time.monotonic(), 0
         self.weights = dict(state.weights or {}) if state else {}
@@ -160,6 +162,9 @@ class _Trial:
             raise BenchError(f"{path} was written by a {saved_on} run; resume it with --device {saved_on} "
                              "(its random stream cannot move between device types)")
         self.rng.set_state(checkpoint["rng"].cpu())
+        # The loss means of the record at the checkpoint's step: if that record was lost (a torn
+        # last line), the point evaluated again records them as it did, not an empty interval.
+        self.losses_at_checkpoint = checkpoint.get("losses")
         self.train_seconds = float(checkpoint["clock"]["train_seconds"])
         self.eval_seconds = float(checkpoint["clock"]["eval_seconds"])
         return int(checkpoint["step"])
@@ -248,7 +253,7 @@ class _Trial:
     def _save_checkpoint(self) -> None:
         self.folder.save_checkpoint(self.config, {"model": self.model.state_dict(), "rng": self.rng.get_state(),
                                                   "rng_device": self.device.type, "clock": self._clock(),
-                                                  "step": self.step})
+                                                  "step": self.step, "losses": self.recorded_losses.get(self.step)})
         self.checkpoint_step, self.checkpoint_time, self.points_since_checkpoint = self.step, time.monotonic(), 0
 
     def _keep_weights(self, which: str) -> None:
@@ -268,7 +273,8 @@ class _Trial:
         """Score the model at the current step and store it; False if its samples are not finite."""
         self.folder.check_lease()
         t0 = time.perf_counter()
-        samples = torch.cat([self.model.generate(z) for z in self.eval_z.split(self.model.generate_batch)])
+        with shown(self.options.progress):  # PixelCNN's sampling is a long loop of its own
+            samples = torch.cat([self.model.generate(z) for z in self.eval_z.split(self.model.generate_batch)])
         if not torch.isfinite(samples).all():
             return False
         full_k, last = self.config.nll_k, self.step == self.config.steps
@@ -279,6 +285,10 @@ class _Trial:
         if not evaluation.finite:
             return False
         metrics, protocol = evaluation.metrics, self.evaluator.protocol()
+        losses = self.monitor.interval_means()
+        if not losses and self.losses_at_checkpoint and self.step == self.checkpoint_step:
+            losses = self.losses_at_checkpoint  # re-evaluated at the checkpoint's step: no steps were taken
+        self.recorded_losses = {self.step: losses}
         _save_grid(self.folder.sample_grid_path(self.step), samples[:64])
         self.eval_seconds += time.perf_counter() - t0
         self.last_fid = metrics.get("fid")
@@ -296,7 +306,7 @@ class _Trial:
             self.folder.weights_path("last").unlink(missing_ok=True)  # an older last point's, from before a resume
         self.folder.append_evaluation(EvalRecord(
             step=self.step, g_steps=model.g_steps, images_seen=self.step * config.batch_size, metrics=metrics,
-            unavailable=evaluation.unavailable, losses=self.monitor.interval_means(), **clock, model=config.model,
+            unavailable=evaluation.unavailable, losses=losses, **clock, model=config.model,
             dataset=config.dataset, seed=config.seed, hparams=config.hparams, config=config.to_dict(),
             protocol=protocol, numerics=self._numerics(), time=now(), **self.run_info))
         self.recorded.add(self.step)
@@ -340,7 +350,7 @@ class _Trial:
                                                   weights=self.weights or None, **self.run_info))
 
     def finish(self, status: str, diverged_at_step: Optional[int] = None) -> TrialResult:
-        """End the trial. Its optimiser checkpoint goes (unless --keep-checkpoints): what later
+        """End the trial. Its optimiser checkpoint goes (unless --keep checkpoints): what later
         commands need is in weights-*.pt, and at 1,300 trials checkpoints would fill a disk."""
         if self.options.keep_checkpoints and self.step != self.checkpoint_step and status == "complete":
             self._save_checkpoint()  # to train on from the end

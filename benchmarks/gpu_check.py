@@ -132,7 +132,7 @@ def short_trial(device: torch.device, folder: Path) -> dict:
     config = make_trial_config("ns_gan", f"folder:{data}", steps=8, eval_every=4, eval_samples=32, extractor="tiny")
     before = Numerics.current()
     t0 = time.perf_counter()
-    result = run_trial(config, RunOptions(out=folder / "trial", device=str(device), progress=False, keep_checkpoints=True))
+    result = run_trial(config, RunOptions(out=folder / "trial", device=str(device), progress=False, keep="checkpoints"))
     seconds = time.perf_counter() - t0
     records = [json.loads(line) for line in (folder / "trial" / "evals.jsonl").read_text().splitlines()]
     checkpoint = torch.load(folder / "trial" / "checkpoint.pt", map_location="cpu", weights_only=True)

@@ -92,7 +92,7 @@ def test_an_ended_trial_keeps_the_weights_later_commands_use_not_its_optimiser(b
                     if w == "best" or step != state["weights"]["best"]}
     weights = torch.load(folder / "weights-best.pt", weights_only=True)
     assert weights["step"] == state["weights"]["best"] and {k.split(".")[0] for k in weights["weights"]} == {"G"}
-    run_trial(config, options(tmp_path / "kept", keep_checkpoints=True))
+    run_trial(config, options(tmp_path / "kept", keep="checkpoints"))
     assert torch.load(tmp_path / "kept" / "checkpoint.pt", weights_only=True)["step"] == 30
 
 
@@ -121,7 +121,10 @@ def test_missing_record_after_checkpoint_is_evaluated_again(blob_folder, tmp_pat
     evals.write_text("")  # as if killed between the checkpoint and the record
     result = run_trial(config, options(tmp_path / "t"))
     assert [r["step"] for r in result.evaluations] == [10, 20]
-    assert result.evaluations[0]["metrics"]["fid"] == first["metrics"]["fid"]
+    again = result.evaluations[0]
+    assert again["metrics"]["fid"] == first["metrics"]["fid"]
+    # The interval's loss means too, as uninterrupted (they travel in the checkpoint).
+    assert set(first["losses"]) == {"d_loss", "g_loss"} and again["losses"] == first["losses"]
 
 
 def test_a_torn_last_line_is_ignored(blob_folder, tmp_path):

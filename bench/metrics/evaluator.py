@@ -26,6 +26,7 @@ from bench.metrics.reference_side import reference_side
 from bench.metrics.reference_stats import reference_statistics
 from bench.metrics.registry import MetricInputs, get_metric, parse_metrics, registered_metrics, trial_metrics
 from bench.numerics import METRICS
+from bench.progress import shown
 
 SAMPLE_INPUT = "float [0,1] x 255 = float [0,255], not quantised"
 INCEPTION_BATCH = {"cpu": 64, "cuda": 250}  # images per feature-extractor call, by device type
@@ -94,9 +95,10 @@ class SampleEvaluator:
                               nll_k=nll_k or self.nll_k, cache_dir=self.cache_dir, data_root=self.data_root)
         self._last_inputs = inputs
         values, unavailable, per_metric, beside = {}, {}, {}, {}
-        for metric in self._in_registry_order():
-            if not self._compute(metric, inputs, values, unavailable, per_metric, beside):
-                return Evaluation(finite=False)
+        with shown(self.progress):
+            for metric in self._in_registry_order():
+                if not self._compute(metric, inputs, values, unavailable, per_metric, beside):
+                    return Evaluation(finite=False)
         self._last_protocol, self._last_beside = per_metric, beside
         return Evaluation(values, unavailable)
 
@@ -107,8 +109,10 @@ class SampleEvaluator:
             return evaluation
         values, unavailable = dict(evaluation.metrics), dict(evaluation.unavailable)
         self._last_inputs = dataclasses.replace(self._last_inputs, **inputs)
-        if not self._compute(get_metric(metric_name), self._last_inputs, values, unavailable, self._last_protocol,
-                             self._last_beside):
+        with shown(self.progress):
+            computed = self._compute(get_metric(metric_name), self._last_inputs, values, unavailable,
+                                     self._last_protocol, self._last_beside)
+        if not computed:
             return Evaluation(finite=False)
         return Evaluation(values, unavailable)
 

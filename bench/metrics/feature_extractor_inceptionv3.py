@@ -107,10 +107,20 @@ def load_inception(weights=None, device="cpu") -> InceptionV3:
     return _LOADED[key]
 
 
+def check_inception_weights(weights=None) -> Path:
+    """The weights file trials would load (converted where it must be), or a one-line error:
+    `bench run` asks before it makes any study, so that no trial fails for want of it."""
+    explicit = weights if weights is not None else os.environ.get(WEIGHTS_ENV) or None
+    return _resolve_weights(explicit)[0]
+
+
 def _resolve_weights(explicit) -> tuple[Path, str, str]:
     """(torch-fidelity-layout file, source, sha1 of the file the weights were read from)."""
     if explicit is not None:
         path = Path(explicit).expanduser()
+        if path.is_dir():
+            raise BenchError(f"Inception weights {path} is a directory; give the weights file itself (torch-fidelity's "
+                             f"{HUB_FILE}, or an Inception TorchScript file), by --inception-weights or ${WEIGHTS_ENV}")
         if not path.is_file():
             raise BenchError(f"Inception weights {path} not found (given by --inception-weights or ${WEIGHTS_ENV})")
         return _prepare(path)

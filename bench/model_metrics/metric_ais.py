@@ -40,6 +40,7 @@ from bench.metrics.registry import MetricInputs, MetricOutput, register_metric
 from bench.model_metrics.metric_nll import NLLEstimate
 from bench.models.base import evaluating, frozen
 from bench.numerics import METRICS
+from bench.progress import bar
 
 PRIORS = ("normal", "uniform")
 SCHEDULES = ("sigmoid", "linear")
@@ -157,7 +158,7 @@ def ais_log_likelihood(decode: Callable[[torch.Tensor], torch.Tensor], x: torch.
     eps = eps_n.to(dt).repeat(m)[:, None]
     avg = torch.full((n,), s.target_accept, dtype=torch.float64, device=device)
     accepted = torch.zeros((), device=device)
-    for t in range(1, s.steps + 1):
+    for t in bar(range(1, s.steps + 1), desc=f"AIS on {n} images x {m} chains", unit="step"):
         log_w += (b[t] - b[t - 1]) * ll
         if t == s.steps:
             break  # the last transition would not change the weight

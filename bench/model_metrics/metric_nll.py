@@ -19,6 +19,7 @@ import torch
 
 from bench.metrics.registry import MetricInputs, MetricOutput, register_metric
 from bench.numerics import METRICS
+from bench.progress import bar
 
 LN2 = math.log(2.0)
 BITS_PER_8BIT_VALUE = 8.0  # log2(256): the dequantisation bin's volume per dimension
@@ -104,7 +105,9 @@ def model_nll(model, images: torch.Tensor, k: int, seed: int = 0, batch: int = 6
     rng = torch.Generator(device=device).manual_seed(seed)
     per_example, used_k = [], 1
     with torch.no_grad(), evaluating(model):
-        for chunk in x.split(batch):
+        chunks = x.split(batch)
+        label = "NLL (exact)" if model_is_exact(model) else f"NLL bound (k = {k})"
+        for chunk in bar(chunks, total=len(chunks), desc=f"{label} on {len(x)} images", unit="batch"):
             chunk = chunk.to(device, dtype)
             rows, drawn = [], 0
             while drawn < k:

@@ -19,6 +19,7 @@ import torch
 
 from bench.model_metrics.triangle_raster import as_pixels
 from bench.models.base import evaluating
+from bench.progress import bar
 
 
 @dataclass(frozen=True)
@@ -65,8 +66,9 @@ def invert_generator(model, images: torch.Tensor, restarts: int = Inversion.rest
             else:
                 starts = model.sample_noise(n * restarts, generator=rng, device="cpu").to(device)
             targets = x.repeat_interleave(restarts, 0)
-            z_best, d_best = zip(*(_descend(model, z, t, steps, lr)
-                                   for z, t in zip(starts.split(batch), targets.split(batch))))
+            pairs = list(zip(starts.split(batch), targets.split(batch)))
+            z_best, d_best = zip(*(_descend(model, z, t, steps, lr) for z, t in
+                                   bar(pairs, desc=f"triangle recall: inverting G on {n} images", unit="batch")))
     finally:
         for p, flag in zip(model.parameters(), flags):
             p.requires_grad_(flag)

@@ -21,6 +21,7 @@ from bench.models.architecture import count_parameters
 from bench.models.base import GenerativeModel
 from bench.models.registry import register_model
 from bench.models.search_space import adam_search_space
+from bench.progress import bar
 
 Tensor = torch.Tensor
 
@@ -180,7 +181,7 @@ class PixelCNN(GenerativeModel):
         c, h, w = self.image_shape
         u = ((z + 1) / 2).reshape(-1, c, h, w)
         x = torch.zeros(u.shape, device=z.device)
-        for i in range(h):
+        for i in bar(range(h), desc=f"PixelCNN sampling {len(x)} images", unit="row"):
             fed = self.rows_above(x, i)
             for j in range(w):
                 left = [f[..., : j + 1] for f in fed]  # the horizontal stack never looks right

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Union
+from typing import Any, Mapping, Optional, Union
 
 import numpy as np
 
@@ -28,6 +28,9 @@ class LogUniform:
     def describe(self) -> str:
         return f"10^U[{self.low_exp:g},{self.high_exp:g}]"
 
+    def holds(self, value) -> bool:
+        return 10.0 ** self.low_exp <= value <= 10.0 ** self.high_exp
+
 
 @dataclass(frozen=True)
 class Uniform:
@@ -40,6 +43,9 @@ class Uniform:
     def describe(self) -> str:
         return f"U[{self.low:g},{self.high:g}]"
 
+    def holds(self, value) -> bool:
+        return self.low <= value <= self.high
+
 
 @dataclass(frozen=True)
 class Choice:
@@ -50,6 +56,9 @@ class Choice:
 
     def describe(self) -> str:
         return "{" + ", ".join(_fmt(o) for o in self.options) + "}"
+
+    def holds(self, value) -> bool:
+        return value in self.options
 
 
 @dataclass(frozen=True)
@@ -62,8 +71,51 @@ class Fixed:
     def describe(self) -> str:
         return _fmt(self.value)
 
+    def holds(self, value) -> bool:
+        return value == self.value
+
 
 Param = Union[LogUniform, Uniform, Choice, Fixed]
+
+
+@dataclass(frozen=True)
+class Domain:
+    """The values a hyperparameter can take at all (a search range is a part of it): `--set`
+    outside it is refused in one line instead of failing inside Adam or a division."""
+
+    low: float = -math.inf
+    high: float = math.inf
+    low_open: bool = False
+    high_open: bool = False
+
+    def holds(self, value) -> bool:
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return above and below
+
+    def describe(self) -> str:
+        parts = []
+        if self.low > -math.inf:
+            parts.append(f"{'>' if self.low_open else '>='} {self.low:g}")
+        if self.high < math.inf:
+            parts.append(f"{'<' if self.high_open else '<='} {self.high:g}")
+        return " and ".join(parts)
+
+
+POSITIVE = Domain(0.0, low_open=True)
+NON_NEGATIVE = Domain(0.0)
+# The domains of the hyperparameters the built-in models share; a model adds its own with
+# SearchSpace(domains=...). A key named in neither is only type-checked.
+DOMAINS = {
+    "lr": POSITIVE,
+    "beta1": Domain(0.0, 1.0, high_open=True),  # Adam's β1 ∈ [0, 1)
+    "disc_iters": Domain(1.0),  # D steps per G step
+    "clip": POSITIVE,  # WGAN's weight clipping bound
+    "lambda": NON_NEGATIVE,  # penalty / adversarial weights
+    "beta": POSITIVE,  # β-VAE's KL weight
+    "gamma": Domain(0.0, 1.0, low_open=True),  # BEGAN's diversity ratio
+    "lambda_k": NON_NEGATIVE,  # BEGAN's k learning rate
+}
 
 
 def _fmt(v: Any) -> str:
@@ -84,6 +136,10 @@ class SearchSpace:
     wide: Mapping[str, Param] = field(default_factory=dict)
     narrow: Mapping[str, Param] = field(default_factory=dict)
     narrow_defaults: Mapping[str, Any] = field(default_factory=dict)
+    domains: Mapping[str, Domain] = field(default_factory=dict)  # beside DOMAINS, for a model's own keys
+
+    def domain(self, key: str) -> Optional[Domain]:
+        return self.domains.get(key) or DOMAINS.get(key)
 
     def __post_init__(self):
         for name, space in (("wide", self.wide), ("narrow", self.narrow)):
@@ -93,6 +149,10 @@ class SearchSpace:
         unknown = sorted(set(self.narrow_defaults) - set(self.defaults))
         if unknown:
             raise ValueError(f"narrow defaults name hyperparameters the space lacks: {unknown}")
+        for key, value in {**self.defaults, **self.narrow_defaults}.items():
+            domain = self.domain(key)
+            if domain is not None and not isinstance(value, bool) and not domain.holds(value):
+                raise ValueError(f"default {key}={value!r} lies outside its domain ({domain.describe()})")
 
     def defaults_for(self, which: str) -> dict:
         """Slot 0 of a `which` search: the author defaults of that range."""
@@ -117,7 +177,17 @@ class SearchSpace:
                 accepted = ", ".join(sorted(self.defaults))
                 raise BenchError(f"unknown hyperparameter {key!r}; accepted: {accepted}")
             config[key] = coerce(key, value, self.defaults[key])
+            domain = self.domain(key)
+            if domain is not None and not isinstance(config[key], bool) and not domain.holds(config[key]):
+                raise BenchError(f"bad value {value!r} for {key}: it must be {domain.describe()}")
         return config
+
+    def outside_search(self, config: Mapping[str, Any], which: str = "wide") -> list[str]:
+        """`key=value (range)` for each value of `config` the `which` search would never draw:
+        allowed (the protocol's ranges are not the models' domains) but worth a warning."""
+        space = self.ranges(which)
+        return [f"{k}={_fmt(v)} ({which} range {space[k].describe()})" for k, v in config.items()
+                if k in space and not space[k].holds(v)]
 
 
 def _like(default: Any, value: Any) -> Any:

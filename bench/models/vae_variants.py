@@ -94,6 +94,7 @@ class AdversarialAutoencoder(GenerativeModel):
 
     family = "autoencoder"
     noise = "normal"
+    kept_networks = ("decoder",)  # it has no likelihood of its own: samples and AIS need only the decoder
     search_space = vae_search_space(**{"lambda": (1.0, LogUniform(-1, 1), LogUniform(-0.5, 0.5))})
 
     def __init__(self, image_shape, hparams=None):

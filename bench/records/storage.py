@@ -171,6 +171,7 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
             return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 120}})
         if url.startswith("postgres://"):
             url = "postgresql://" + url[len("postgres://"):]
+        _check_postgres_driver(url)
         # A worker uses one connection and its heartbeat thread a second: a pool of that size, so
         # that 64 workers stay within PostgreSQL's default 100 connections.
         # TCP keepalives: a connection to a server that went away fails within a minute instead of
@@ -187,6 +188,18 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
     except Exception as exc:  # unreachable server, bad credentials, unwritable file
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise StorageUnreachable(f"cannot open storage {_redact(url)}: {reason}") from None
+
+
+def _check_postgres_driver(url: str) -> None:
+    """SQLAlchemy picks psycopg (3) for postgresql:// and psycopg2 for +psycopg2; without it
+    Optuna's message names no package. Not a StorageUnreachable: waiting would not help."""
+    import importlib.util
+
+    driver = urlparse(url).scheme.partition("+")[2] or "psycopg"
+    module = {"psycopg": "psycopg", "psycopg2": "psycopg2", "pg8000": "pg8000", "asyncpg": "asyncpg"}.get(driver, driver)
+    if importlib.util.find_spec(module) is None:
+        raise BenchError(f"storage {_redact(url)} needs the PostgreSQL driver {module!r}, which is not installed: "
+                         "pip install 'bench[postgres]'")
 
 
 class StorageUnreachable(BenchError):

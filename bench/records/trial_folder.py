@@ -3,9 +3,11 @@
     trial.json        `TrialState`: configuration, status, progress and compute (rewritten atomically)
     evals.jsonl       one `EvalRecord` per evaluation point, appended as it happens, never rewritten
     checkpoint.pt     the latest checkpoint: model + optimisers + RNG + clock (atomic), written at most
-                      every --checkpoint-every; removed when the trial ends (unless --keep-checkpoints)
+                      every --checkpoint-every; removed when the trial ends (unless --keep checkpoints)
     weights-best.pt   the kept networks' weights (`GenerativeModel.kept_weights`) at the best point so far
-    weights-last.pt   the same at the last point of a completed trial, where it is not the best
+    weights-last.pt   the same at the last point of a completed trial, where it is not the best; both
+                      are removed once another trial of the study ends better (`--keep best`,
+                      bench/studies/kept_weights.py), unless --keep weights or checkpoints
     samples/          a sample grid per evaluation point
     error.log         the traceback of a trial that failed
     lease             the token of the worker that owns the trial now (`bench run`/`bench worker`)
@@ -23,6 +25,7 @@ a checkpoint whose evaluation record is missing is evaluated again (same weights
 from __future__ import annotations
 
 import io
+import zipfile
 import threading
 import time
 from dataclasses import dataclass, field, fields
@@ -39,6 +42,7 @@ from bench.records.evaluation import EvalRecord, read_records
 STATE_FORMAT = "bench-trial/1"
 CHECKPOINT_FORMAT = "bench-trial-checkpoint/1"
 WEIGHTS_FORMAT = "bench-trial-weights/1"
+WEIGHTS = ("best", "last")  # weights-best.pt: at the best point; weights-last.pt: at the last, where it differs
 FINISHED = ("complete", "diverged")  # the statuses of a trial that has ended by itself
 
 
@@ -122,6 +126,18 @@ class TrialFolder:
         except (OSError, ValueError) as exc:
             raise BenchError(f"{self.state_path} is unreadable ({exc}); it was not written by bench or is damaged") from None
         return TrialState.from_dict(data, self.state_path)
+
+    def damage(self) -> Optional[str]:
+        """What is wrong with an ended trial's files, cheaply (no tensor is read): trial.json that
+        does not parse, a checkpoint or weights file whose zip directory is missing (cut short)."""
+        try:
+            self.read_state()
+        except BenchError:
+            return "trial.json is damaged"
+        for path in (self.checkpoint_path, *(self.weights_path(w) for w in WEIGHTS)):
+            if path.exists() and not zipfile.is_zipfile(path):
+                return f"{path.name} is damaged (cut short or overwritten)"
+        return None
 
     def claim(self, config: TrialConfig) -> Optional[TrialState]:
         """The folder's existing state if it holds this very trial; refuse a different one."""
@@ -208,6 +224,18 @@ class TrialFolder:
         buffer = io.BytesIO()
         torch.save({"format": WEIGHTS_FORMAT, "config": config.to_dict(), "step": step, "weights": weights}, buffer)
         atomic_write(self.weights_path(which), lambda f: f.write(buffer.getbuffer()))
+
+    def drop_weights(self) -> bool:
+        """Remove an ended trial's kept weights (`--keep best`: it is not its study's best).
+        Called by a worker that does not own the folder, so no lease is checked; True if any went."""
+        dropped = False
+        for which in WEIGHTS:
+            try:
+                self.weights_path(which).unlink()
+                dropped = True
+            except FileNotFoundError:
+                pass
+        return dropped
 
     def load_weights(self, config: TrialConfig, device, which: str) -> Optional[dict]:
         path = self.weights_path(which)

@@ -15,6 +15,7 @@ import pandas as pd
 
 from bench.defaults import DEFAULTS
 from bench.errors import BenchError
+from bench.preflight import check_trial_inputs
 from bench.records.run_folder import RunRecord, find_runs
 from bench.reports.bootstrap import DRAWS
 from bench.reports.rank import ranking_table, write_ranking
@@ -32,12 +33,13 @@ class Ranking:
 
 def rank_model(model_spec: str, dataset: str, budget: int, against: Path, *, jobs: int = DEFAULTS["jobs"],
                pack=DEFAULTS["pack"], max_retries: int = DEFAULTS["max_retries"],
-               checkpoint_every: str = DEFAULTS["checkpoint_every"], keep_checkpoints: bool = False,
+               checkpoint_every: str = DEFAULTS["checkpoint_every"], keep: str = DEFAULTS["keep"],
                device: str = DEFAULTS["device"],
                data_root: Optional[Path] = None, inception_weights: Optional[Path] = None, progress: bool = True,
                draws: int = DRAWS, seed: int = 0) -> Ranking:
     from bench.data import get_dataset
     from bench.records.protocol import RunProtocol
+    from bench.models import get_model_class
     from bench.studies.run import RunRequest, parse_models, run_study
 
     if budget < 1:
@@ -46,8 +48,12 @@ def rank_model(model_spec: str, dataset: str, budget: int, against: Path, *, job
     run_dir = _run_for(Path(against), info.name)
     record = RunRecord.require(run_dir)
     protocol = RunProtocol.from_dict(record.protocol, f"the protocol in {run_dir}/run.json")
-    get_dataset(info.name).load("train", data_root)  # refuse now, not in every trial, when the data is absent
     name = parse_models(model_spec, info.image_shape)[0]
+    # Refused now, not in every trial: absent data, no such device, no Inception weights.
+    check_trial_inputs(info.name, batch_size=protocol.batch_size, eval_samples=protocol.eval_samples,
+                       nll_n=protocol.nll_n if get_model_class(name).explicit else None,
+                       extractor=protocol.extractor, out=run_dir, device=device, data_root=data_root,
+                       inception_weights=inception_weights)
     _check_search_space(name, protocol.search)
     others = _finished_models(run_dir, record.digest, exclude=name)
     if not others:
@@ -56,7 +62,7 @@ def rank_model(model_spec: str, dataset: str, budget: int, against: Path, *, job
 
     run_study(RunRequest(models=[name], protocol=protocol, budget=budget, out=run_dir, jobs=jobs, pack=pack,
                          max_retries=max_retries, checkpoint_every=checkpoint_every,
-                         keep_checkpoints=keep_checkpoints, storage=None, device=device, data_root=data_root,
+                         keep=keep, storage=None, device=device, data_root=data_root,
                          inception_weights=inception_weights, progress=progress))
     table, notes = ranking_table(load_results(run_dir), name, budget, record.digest, draws=draws, seed=seed)
     written = write_ranking(run_dir / "rank", name, budget, table, notes)

@@ -22,13 +22,14 @@ from bench.errors import BenchError
 from bench.records.run_folder import RUN_FILE, SEARCH, SEEDS, RunRecord
 from bench.records.storage import RUN_RELATIVE, check_storage_url, resolved, stored_form
 from bench.records.study_store import StudyStore
+from bench.records.trial_folder import TrialFolder
 from bench.scores import score_for
 from bench.records.protocol import RunProtocol
 from bench.studies.study import (enqueue_search, enqueue_seeds, open_study, requeue_failed, retire_stale_reruns,
                                  summarize, trial_score)
 from bench.studies.placement import start_workers
 from bench.studies.ownership import reclaim_lost_trials
-from bench.studies.worker import Finished, train_waiting_trials
+from bench.studies.worker import Finished, train_waiting_trials, trial_dir
 
 
 @dataclass
@@ -42,7 +43,7 @@ class RunRequest:
     pack: object = DEFAULTS["pack"]  # a positive int or "auto" (bench/devices.py pack_size)
     max_retries: int = DEFAULTS["max_retries"]
     checkpoint_every: str = DEFAULTS["checkpoint_every"]
-    keep_checkpoints: bool = False
+    keep: str = DEFAULTS["keep"]
     storage: Optional[str] = None
     device: str = DEFAULTS["device"]
     data_root: Optional[Path] = None
@@ -100,6 +101,7 @@ def run_study(request: RunRequest) -> RunResult:
     budgets = {**(stored.budgets if stored else {}), **{m: request.budget for m in request.models}}
     RunRecord(protocol=request.protocol.to_dict(), digest=digest, storage=kept, budgets=budgets,
               seeds=request.seeds).write(request.out)
+    _warn_damaged_slots(studies.values(), request.out)
     _train_queued(request, store, [s.name for s in studies.values()])
 
     result = RunResult(url, {(m, SEARCH): summarize(store.load(s.name)) for m, s in studies.items()})
@@ -120,6 +122,20 @@ def run_study(request: RunRequest) -> RunResult:
         _train_queued(request, store, [s.name for s in seed_studies.values()])
         result.summaries.update({(m, SEEDS): summarize(store.load(s.name)) for m, s in seed_studies.items()})
     return result
+
+
+def _warn_damaged_slots(studies, out: Path) -> None:
+    """One line per finished slot whose files were damaged since (a disk error, a hand edit): the
+    slot stays finished, as the storage holds its result; what later commands read may fail."""
+    for study in studies:
+        for slot in study.slots():
+            if slot.finished is None:
+                continue
+            folder = trial_dir(out, study, slot.finished)
+            damage = TrialFolder(folder).damage() if folder.is_dir() else None
+            if damage:
+                print(f"bench: warning: {study.meta.model} slot {slot.slot} ({folder}): {damage}; the slot stays "
+                      "finished with the result the storage holds", file=sys.stderr)
 
 
 def _stored_protocol(stored: RunRecord, run_dir: Path) -> RunProtocol:
@@ -150,13 +166,13 @@ def _train_queued(request: RunRequest, store: StudyStore, names: list[str]) -> N
             train_waiting_trials(store.url, names, request.out, device=request.device, data_root=request.data_root,
                                  inception_weights=request.inception_weights, progress=request.progress,
                                  pack=request.pack, max_retries=request.max_retries,
-                                 checkpoint_every=request.checkpoint_every, keep_checkpoints=request.keep_checkpoints,
+                                 checkpoint_every=request.checkpoint_every, keep=request.keep,
                                  on_finished=report.finished)
         else:
             start_workers(store.url, names, request.out, request.jobs, request.device, data_root=request.data_root,
                           inception_weights=request.inception_weights, poll=report.poll, pack=request.pack,
                           max_retries=request.max_retries, checkpoint_every=request.checkpoint_every,
-                          keep_checkpoints=request.keep_checkpoints)
+                          keep=request.keep)
     finally:
         report.close()
 

@@ -29,6 +29,7 @@ from bench.errors import BenchError
 from bench.records.run_folder import SEARCH, SEEDS, trial_path
 from bench.records.study_store import StoredStudy, StudyStore
 from bench.records.trial_folder import Lease, LeaseLost, TrialFolder
+from bench.studies.kept_weights import drop_weights_of_other_trials
 from bench.scores import score_for
 from bench.records.protocol import RunProtocol
 from bench.studies.ownership import (ABANDON_SECONDS, Heartbeat, first_line, patiently, reclaim_lost_trials,
@@ -65,7 +66,7 @@ def train_waiting_trials(storage_url: str, study_names: StudyNames, out_dir: Pat
                          data_root: Optional[Path] = None, inception_weights: Optional[Path] = None,
                          progress: bool = True, pack: int = DEFAULTS["pack"],
                          max_retries: int = DEFAULTS["max_retries"], wait: bool = False,
-                         checkpoint_every: str = DEFAULTS["checkpoint_every"], keep_checkpoints: bool = False,
+                         checkpoint_every: str = DEFAULTS["checkpoint_every"], keep: str = DEFAULTS["keep"],
                          on_finished: Optional[Callable[[Finished], None]] = None) -> int:
     """Claim and train WAITING trials of `study_names` (in that order; a callable is asked again
     before every claim, so that studies made later are joined) until none is left; returns how
@@ -83,7 +84,7 @@ def train_waiting_trials(storage_url: str, study_names: StudyNames, out_dir: Pat
     names_now = study_names if callable(study_names) else (lambda: list(study_names))
     pack = pack_size(pack, resolve_device(device))
     options = RunOptions(out=out_dir, device=device, data_root=data_root, inception_weights=inception_weights,
-                         progress=progress, checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints)
+                         progress=progress, checkpoint_every=checkpoint_every, keep=keep)
     count, idle_since = 0, None
     while True:
         names = patiently(names_now)
@@ -243,8 +244,11 @@ def _train(study: StoredStudy, trials: list, out_dir: Path, options: RunOptions,
         return finished
     beat.stop()
     seconds = (time.perf_counter() - t0) / len(trials)
-    return [patiently(_report, study, trial, config, folder, result, score, seconds)
-            for trial, config, folder, result in zip(trials, configs, folders, results)]
+    finished = [patiently(_report, study, trial, config, folder, result, score, seconds)
+                for trial, config, folder, result in zip(trials, configs, folders, results)]
+    if options.keep == "best":
+        patiently(drop_weights_of_other_trials, study, lambda t: trial_dir(out_dir, study, t))
+    return finished
 
 
 # Messages of errors that leave the accelerator unusable by this process (CUDA's sticky errors).

@@ -2,6 +2,7 @@
 dataset, objectives, resumption, seeds, FLOP matching and bad input."""
 
 import json
+from pathlib import Path
 
 import optuna
 import pytest
@@ -60,6 +61,37 @@ def test_budget_defaults_and_objective(tiny_run):
             assert t.user_attrs["status"] == "complete" and t.user_attrs["compute"]["steps"] == 4
             assert t.user_attrs["compute"]["flops"] > 0
         assert len({json.dumps(t.params, sort_keys=True) for t in done}) == 3  # random search: distinct configs
+
+
+def _kept(t):
+    return sorted(p.name for p in Path(t.user_attrs["folder"]).glob("weights-*.pt"))
+
+
+def test_only_each_studys_best_trial_keeps_its_weights(tiny_run, capsys):
+    from bench.scores import FID
+
+    req, out = tiny_run
+    for model in ("ns_gan", "vae"):
+        done = [t for t in trials(out, req.protocol, model) if t.state == optuna.trial.TrialState.COMPLETE]
+        best = min(done, key=lambda t: (FID.record_key(t.user_attrs["best"]), t.number))
+        assert _kept(best) and "weights-best.pt" in _kept(best)
+        others = [t for t in done if t.number != best.number]
+        assert len(others) == 2 and all(_kept(t) == [] for t in others)
+        for t in others:  # what they recorded stays
+            folder = Path(t.user_attrs["folder"])
+            assert (folder / "trial.json").exists() and (folder / "evals.jsonl").exists()
+            assert list((folder / "samples").glob("*.png"))
+    dropped = next(t for t in trials(out, req.protocol, "vae") if not _kept(t))
+    code, _, err = run_cli(["score", "--checkpoint", dropped.user_attrs["folder"], "--nll", "bound"], capsys)
+    assert_one_line_error(code, err, "no checkpoint or kept weights", "--keep weights")
+
+
+def test_keep_weights_keeps_every_trials(blob_folder, tmp_path):
+    req = request(blob_folder, tmp_path / "run", models=("ns_gan",), budget=2, keep="weights")
+    run_study(req)
+    done = trials(req.out, req.protocol, "ns_gan")
+    assert len(done) == 2 and all("weights-best.pt" in _kept(t) for t in done)
+    assert not any((Path(t.user_attrs["folder"]) / "checkpoint.pt").exists() for t in done)
 
 
 def test_same_configurations_on_every_dataset(tiny_run, tmp_path):
