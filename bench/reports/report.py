@@ -26,6 +26,7 @@ from bench.reports.bootstrap import BUDGET_POINTS, DRAWS
 from bench.reports.plots import FIGURES
 from bench.reports.published import SOURCE, likelihood_anchors, published_table
 from bench.reports.results import find_runs, finished, load_results
+from bench.reports.summary import summary_blocks
 from bench.scores import score_for
 
 
@@ -43,6 +44,7 @@ class Report:
     sections: list = field(default_factory=list)
     figures: dict = field(default_factory=dict)  # key -> (title, png path)
     header: list = field(default_factory=list)  # Markdown lines
+    summary: list = field(default_factory=list)  # bench/reports/summary.py: per protocol, lines and a ranking
 
 
 def write_report(path, out: Optional[Path] = None, draws: int = DRAWS) -> Report:
@@ -52,7 +54,7 @@ def write_report(path, out: Optional[Path] = None, draws: int = DRAWS) -> Report
     if results.empty:
         raise BenchError(f"{path} holds a run with no trials yet; start it with `bench run` first")
     out = Path(out) if out else path / "report"
-    report = Report(out, header=_header(results))
+    report = Report(out, header=_header(results), summary=summary_blocks(results, draws))
     report.sections = _sections(results, draws)
     for section in report.sections:
         _write_table(out / "tables", section)
@@ -229,9 +231,15 @@ def _first(frame: pd.DataFrame, column: str):
 
 
 def _markdown(report: Report) -> str:
-    parts = ["# bench report", "", *report.header, ""]
+    parts = ["# bench report", "", "## Summary", ""]
+    for block in report.summary:
+        parts += [line for text in block["lines"] if text for line in (text, "")]
+        if len(block["ranking"]):
+            parts += [render.markdown(block["ranking"], people=True), ""]
+    parts += ["## Protocol", "", *report.header, ""]
     for s in report.sections:
-        parts += [f"## {s.title}", "", s.note, "", render.markdown(s.table) if len(s.table) else "(nothing yet)", ""]
+        parts += [f"## {s.title}", "", s.note, "",
+                  render.markdown(s.table, people=True) if len(s.table) else "(nothing yet)", ""]
     parts += ["## Figures", ""]
     for title, png in report.figures.values():
         parts += [f"### {title}", "", f"![{title}](figures/{png.name})", ""]
@@ -245,7 +253,7 @@ h1{margin-bottom:.2em} h2{margin-top:1.8em;border-bottom:1px solid #ddd;padding-
 p.note{color:#555;font-size:.92em} .warn{background:#fff4e5;border-left:4px solid #f0a020;padding:.6em 1em}
 table{border-collapse:collapse;font-size:.88em;margin:.5em 0} th,td{padding:.25em .7em;border-bottom:1px solid #eee}
 th{background:#f5f5f5;text-align:left} td.num{text-align:right;font-variant-numeric:tabular-nums}
-.scroll{overflow-x:auto} figure{margin:1.2em 0} figure img{max-width:100%;border:1px solid #eee} figcaption{color:#555;font-size:.9em}
+.scroll{overflow-x:auto;max-width:100%} #summary p{font-size:1.05em} figure{margin:1.2em 0} figure img{max-width:100%;border:1px solid #eee} figcaption{color:#555;font-size:.9em}
 """
 
 
@@ -258,7 +266,15 @@ def _html(report: Report) -> str:
         head.append(f'<p class="warn">{text}</p>' if line.startswith(">") else
                     f"<li>{text}</li>" if line.startswith("-") else f"<p>{text}</p>")
     body = ["<!doctype html><html><head><meta charset='utf-8'><title>bench report</title>",
-            f"<style>{_STYLE}</style></head><body><h1>bench report</h1>", _group_items(head)]
+            f"<style>{_STYLE}</style></head><body><h1>bench report</h1>", "<section id='summary'>"]
+    for block in report.summary:
+        for line in block["lines"]:
+            if line:
+                text = _inline(line.lstrip("> ").strip())
+                body.append(f'<p class="warn">{text}</p>' if line.startswith(">") else f"<p>{text}</p>")
+        if len(block["ranking"]):
+            body.append(render.html_table(block["ranking"]))
+    body += ["</section>", "<h2 id='protocol'>Protocol</h2>", _group_items(head)]
     for s in report.sections:
         body += [f"<h2 id='{s.key}'>{html.escape(s.title)}</h2>", f"<p class='note'>{html.escape(s.note)}</p>",
                  render.html_table(s.table) if len(s.table) else "<p>(nothing yet)</p>"]

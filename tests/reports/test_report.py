@@ -52,6 +52,7 @@ def test_report_of_a_quick_run_has_every_table_and_figure(quick_run):
     assert "id='fig-fid_vs_nll'" not in page
     assert page.count("src='data:image/png;base64,") == len(drawn)  # self-contained
     assert "Non-standard feature extractor" in page and "triangles" in page
+    assert "Smoke protocol (4 steps, 16 samples per evaluation)" in page and "rank nothing" in page
     readme = (report / "README.md").read_text()
     assert "![" in readme and "## Trials per model" in readme and "Non-standard" in readme
     assert "\\toprule" in (report / "tables" / "models.tex").read_text()
@@ -117,7 +118,14 @@ def test_report_puts_nll_ranks_beside_fid_and_quotes_published_likelihoods(tmp_p
     page = (write_report(tmp_path, draws=100).out / "index.html").read_text()
     ranking, anchors, models = (page.index(f"id='{key}'") for key in ("ranking", "likelihood_anchors", "models"))
     assert models < ranking < anchors  # the NLL ranking right after the FID summary, the quotes after it
-    assert "nll_bpd_rank" in page and "PixelCNN++" in page and "not measured here" in page
+    # The page labels columns for people; the table files keep the machine names.
+    assert "rank by NLL (bits/dim)" in page and "nll_bpd_rank" not in page
+    assert "nll_bpd_rank" in (tmp_path / "report" / "tables" / "ranking.csv").read_text()
+    assert "PixelCNN++" in page and "not measured here" in page
+    # The first screen: the best model by FID (ns_gan's 50) with its interval, before every section.
+    summary = page.index("id='summary'")
+    assert summary < page.index("id='models'") and "Best at budget 1: ns_gan" in page
+    assert "95% interval 50" in page
     assert "id='fig-fid_vs_nll'" in page and (tmp_path / "report" / "figures" / "fid_vs_nll.svg").is_file()
 
 

@@ -200,3 +200,13 @@ def test_published_likelihoods_only_for_the_datasets_and_units_measured(tmp_path
     assert likelihood_anchors(load_results(tmp_path / "t")).empty
     make_run(tmp_path / "m", {"vae": [[70.0]]}, dataset="mnist", nll={"vae": ("nll_nats_binarized", [[95.0]])})
     assert set(likelihood_anchors(load_results(tmp_path / "m"))["published"]) == {86.76, 84.78}
+
+
+def test_page_labels_name_units_and_keep_unknown_columns():
+    from bench.reports.render import for_people, label
+
+    assert label("nll_bpd") == "NLL (bits/dim)" and label("nll_bpd_se") == "NLL s.e. (bits/dim)"
+    assert label("score_q10") == "score, 10th percentile" and label("my_metric") == "my_metric"
+    people = for_people(pd.DataFrame({"flops_per_trial": [3.0e11], "diverged_share": [0.5]}))
+    assert list(people.columns) == ["GFLOP per trial", "share diverged"]
+    assert people.iloc[0].tolist() == ["300", "50%"]  # in the unit its label names
