@@ -282,9 +282,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    from bench.progress import shown
+
     args = build_parser().parse_args(argv)
     try:
-        return args.handler(args)
+        with shown(not getattr(args, "no_progress", False)):  # dataset preparation, long evaluation parts
+            return args.handler(args)
     except BenchError as exc:
         print(f"bench {args.command}: error: {exc}", file=sys.stderr)
         return 2

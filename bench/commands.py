@@ -159,6 +159,7 @@ def run(args) -> int:
     from bench.studies.run import RunRequest, parse_models, run_study
     from bench.data import get_dataset
     from bench.models import get_model_class
+    from bench.records.storage import check_storage_url
     from bench.studies.status import status_rows
     from bench.textfmt import format_table
 
@@ -166,6 +167,8 @@ def run(args) -> int:
     models = parse_models(args.model, get_dataset(protocol.dataset).info.image_shape)
     out = args.out or Path("runs") / _slug(args.dataset)
     seeds = preset_seeds(args.preset) if args.seeds is None else args.seeds
+    if args.storage:
+        check_storage_url(args.storage)  # cheap checks before the dataset is loaded (or generated)
     explicit = any(get_model_class(m).explicit for m in models)
     check_trial_inputs(protocol.dataset, batch_size=protocol.batch_size, eval_samples=protocol.eval_samples,
                        nll_n=protocol.nll_n if explicit else None, extractor=protocol.extractor, out=out,

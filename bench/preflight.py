@@ -51,14 +51,22 @@ def check_dataset(dataset: str, data_root: Optional[Path], *, batch_size: int, e
     from bench.data import get_dataset
 
     data = get_dataset(dataset)
-    info = data.info
-    for split, needed, why in (("train", batch_size, "one training batch"),
-                               ("reference", max(eval_samples, nll_n or 0), "the evaluation's reference images")):
-        images = data.load(split, data_root).images
+    check_splits(dataset, data.info.image_shape, data.load("train", data_root), data.load("reference", data_root),
+                 batch_size=batch_size, eval_samples=eval_samples, nll_n=nll_n)
+
+
+def check_splits(dataset: str, image_shape, train, reference, *, batch_size: int, eval_samples: int,
+                 nll_n: Optional[int] = None) -> None:
+    """The loaded splits fit the trial: the dataset's image shape, a batch, enough reference images
+    (also asked by every trial, which loads the splits itself)."""
+    if len(reference) < eval_samples:
+        raise BenchError(f"--eval-samples {eval_samples} exceeds the {len(reference)} reference images of {dataset}")
+    for split, images, needed, why in (("train", train.images, batch_size, "one training batch"),
+                                       ("reference", reference.images, nll_n or 0, "the NLL's test images")):
         shape = tuple(images.shape[1:])
-        if shape != tuple(info.image_shape):
+        if shape != tuple(image_shape):
             raise BenchError(f"{dataset} {split} split holds images of shape {shape}, not the dataset's "
-                             f"{tuple(info.image_shape)}; every image of a dataset must have one size")
+                             f"{tuple(image_shape)}; every image of a dataset must have one size")
         if len(images) < needed:
             raise BenchError(f"{dataset} {split} split has {len(images)} images; {why} need {needed}")
 

@@ -29,6 +29,7 @@ from bench.devices import device_name
 from bench.errors import BenchError
 from bench.files import atomic_write, now
 from bench.loss_monitor import LossMonitor
+from bench.preflight import check_splits
 from bench.progress import shown
 from bench.model_metrics.metric_nll import model_is_exact
 from bench.models import build_model
@@ -118,10 +119,8 @@ class _Trial:
         dataset = get_dataset(config.dataset)
         train_split = dataset.load("train", options.data_root)
         reference = dataset.load("reference", options.data_root)
-        if len(reference) < config.eval_samples:
-            raise BenchError(f"--eval-samples {config.eval_samples} exceeds the {len(reference)} reference images of {config.dataset}")
-        if tuple(train_split.images.shape[1:]) != tuple(dataset.info.image_shape):
-            raise BenchError(f"{config.dataset} images are {tuple(train_split.images.shape[1:])}, expected {dataset.info.image_shape}")
+        check_splits(config.dataset, dataset.info.image_shape, train_split, reference, batch_size=config.batch_size,
+                     eval_samples=config.eval_samples, nll_n=config.nll_n)
 
         torch.manual_seed(config.seed)  # initialisation runs on the CPU: the same weights on every device
         self.model = build_model(config.model, dataset.info.image_shape, config.hparams, self.device)
@@ -130,7 +129,7 @@ class _Trial:
         self.rng.manual_seed(config.seed)
         self.train_seconds = self.eval_seconds = 0.0
         self.checkpoint_every = checkpoint_interval(options.checkpoint_every)
-        self.losses_at_checkpoint, self.recorded_losses = None, {}
+        self.losses_at_checkpoint, self.last_losses = None, {}  # last_losses: {step: loss means} of the last record
         self.step = self._restore(folder.load_checkpoint(config, self.device))
         self.checkpoint_step, self.checkpoint_time, self.points_since_checkpoint = self.step, time.monotonic(), 0
         self.weights = dict(state.weights or {}) if state else {}
@@ -253,7 +252,7 @@ class _Trial:
     def _save_checkpoint(self) -> None:
         self.folder.save_checkpoint(self.config, {"model": self.model.state_dict(), "rng": self.rng.get_state(),
                                                   "rng_device": self.device.type, "clock": self._clock(),
-                                                  "step": self.step, "losses": self.recorded_losses.get(self.step)})
+                                                  "step": self.step, "losses": self.last_losses.get(self.step)})
         self.checkpoint_step, self.checkpoint_time, self.points_since_checkpoint = self.step, time.monotonic(), 0
 
     def _keep_weights(self, which: str) -> None:
@@ -288,7 +287,7 @@ class _Trial:
         losses = self.monitor.interval_means()
         if not losses and self.losses_at_checkpoint and self.step == self.checkpoint_step:
             losses = self.losses_at_checkpoint  # re-evaluated at the checkpoint's step: no steps were taken
-        self.recorded_losses = {self.step: losses}
+        self.last_losses = {self.step: losses}
         _save_grid(self.folder.sample_grid_path(self.step), samples[:64])
         self.eval_seconds += time.perf_counter() - t0
         self.last_fid = metrics.get("fid")

@@ -8,7 +8,6 @@ importable in a child process.
 from __future__ import annotations
 
 import os
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Sequence
 
@@ -27,7 +26,7 @@ def decode_all(
     `read` may raise (a BenchError naming the file, say); the first error stops the work and is
     re-raised as is.
     """
-    from tqdm import tqdm
+    from bench.progress import bar as progress_bar
 
     out = np.empty((len(items), *shape), dtype=np.uint8)
 
@@ -38,9 +37,8 @@ def decode_all(
         return stop - start
 
     workers = max(1, min(8, os.cpu_count() or 1))
-    with ThreadPoolExecutor(workers) as pool, tqdm(
-        total=len(items), desc=desc, unit="img", file=sys.stderr, disable=len(items) < 2_000, leave=False
-    ) as bar:
+    with ThreadPoolExecutor(workers) as pool, progress_bar(
+            total=len(items), desc=desc, unit="img", min_total=2_000) as bar:
         futures = [pool.submit(work, s) for s in range(0, len(items), batch)]
         try:
             for f in futures:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -133,7 +132,7 @@ def generate_triangles(start: int = 0, stop: int = TOTAL, seed: int = 0, rotatio
     """Images [start, stop) of the dataset as uint8 [N, 28, 28]; any range equals that slice of the whole."""
     if not 0 <= start <= stop <= TOTAL:
         raise BenchError(f"triangles index range [{start}, {stop}) is outside [0, {TOTAL})")
-    from tqdm import tqdm
+    from bench.progress import bar as progress_bar
 
     vertices = torch.from_numpy(polygon_vertices(seed, rotation)[start:stop])
     out = np.empty((stop - start, RASTER, RASTER), dtype=np.uint8)
@@ -149,10 +148,8 @@ def generate_triangles(start: int = 0, stop: int = TOTAL, seed: int = 0, rotatio
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        with ThreadPoolExecutor(workers) as pool, tqdm(
-            total=stop - start, desc="generating triangles", unit="img", file=sys.stderr,
-            disable=stop - start < 10_000, leave=False,
-        ) as bar:
+        with ThreadPoolExecutor(workers) as pool, progress_bar(
+            total=stop - start, desc="generating triangles", unit="img", min_total=10_000) as bar:
             for done in pool.map(work, range(0, stop - start, CHUNK)):
                 bar.update(done)
     finally:

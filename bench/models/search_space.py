@@ -141,6 +141,10 @@ class SearchSpace:
     def domain(self, key: str) -> Optional[Domain]:
         return self.domains.get(key) or DOMAINS.get(key)
 
+    def in_domain(self, key: str, value) -> bool:
+        domain = self.domain(key)
+        return domain is None or isinstance(value, bool) or domain.holds(value)
+
     def __post_init__(self):
         for name, space in (("wide", self.wide), ("narrow", self.narrow)):
             if set(space) != set(self.defaults):
@@ -150,9 +154,8 @@ class SearchSpace:
         if unknown:
             raise ValueError(f"narrow defaults name hyperparameters the space lacks: {unknown}")
         for key, value in {**self.defaults, **self.narrow_defaults}.items():
-            domain = self.domain(key)
-            if domain is not None and not isinstance(value, bool) and not domain.holds(value):
-                raise ValueError(f"default {key}={value!r} lies outside its domain ({domain.describe()})")
+            if not self.in_domain(key, value):
+                raise ValueError(f"default {key}={value!r} lies outside its domain ({self.domain(key).describe()})")
 
     def defaults_for(self, which: str) -> dict:
         """Slot 0 of a `which` search: the author defaults of that range."""
@@ -177,9 +180,8 @@ class SearchSpace:
                 accepted = ", ".join(sorted(self.defaults))
                 raise BenchError(f"unknown hyperparameter {key!r}; accepted: {accepted}")
             config[key] = coerce(key, value, self.defaults[key])
-            domain = self.domain(key)
-            if domain is not None and not isinstance(config[key], bool) and not domain.holds(config[key]):
-                raise BenchError(f"bad value {value!r} for {key}: it must be {domain.describe()}")
+            if not self.in_domain(key, config[key]):
+                raise BenchError(f"bad value {value!r} for {key}: it must be {self.domain(key).describe()}")
         return config
 
     def outside_search(self, config: Mapping[str, Any], which: str = "wide") -> list[str]:

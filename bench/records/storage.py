@@ -195,8 +195,7 @@ def _check_postgres_driver(url: str) -> None:
     Optuna's message names no package. Not a StorageUnreachable: waiting would not help."""
     import importlib.util
 
-    driver = urlparse(url).scheme.partition("+")[2] or "psycopg"
-    module = {"psycopg": "psycopg", "psycopg2": "psycopg2", "pg8000": "pg8000", "asyncpg": "asyncpg"}.get(driver, driver)
+    module = urlparse(url).scheme.partition("+")[2] or "psycopg"  # the driver's name is its module's
     if importlib.util.find_spec(module) is None:
         raise BenchError(f"storage {_redact(url)} needs the PostgreSQL driver {module!r}, which is not installed: "
                          "pip install 'bench[postgres]'")

@@ -9,6 +9,7 @@ has come, and says so.
 from __future__ import annotations
 
 import base64
+import functools
 import datetime as _dt
 import html
 from dataclasses import dataclass, field
@@ -54,8 +55,11 @@ def write_report(path, out: Optional[Path] = None, draws: int = DRAWS) -> Report
     if results.empty:
         raise BenchError(f"{path} holds a run with no trials yet; start it with `bench run` first")
     out = Path(out) if out else path / "report"
-    report = Report(out, header=_header(results), summary=summary_blocks(results, draws))
-    report.sections = _sections(results, draws)
+    # The bootstrap tables the summary and the sections both read, drawn once.
+    budget = tables.budget_table(results, draws=draws)
+    pairwise = functools.lru_cache(maxsize=None)(lambda k: tables.pairwise_table(results, k, draws=draws))
+    report = Report(out, header=_header(results), summary=summary_blocks(results, budget, pairwise))
+    report.sections = _sections(results, draws, budget, pairwise)
     for section in report.sections:
         _write_table(out / "tables", section)
     for key, (title, draw) in FIGURES.items():
@@ -84,7 +88,7 @@ def score_words(results: pd.DataFrame) -> tuple[str, str]:
     return "score (minimum FID; maximum triangle F1 on triangles)", "best"
 
 
-def _sections(results: pd.DataFrame, draws: int) -> list[Section]:
+def _sections(results: pd.DataFrame, draws: int, budget: pd.DataFrame, pairwise) -> list[Section]:
     summary = tables.model_summary(results)
     seeds = tables.seed_table(results)
     k = pair_budget(summary)
@@ -108,11 +112,11 @@ def _sections(results: pd.DataFrame, draws: int) -> list[Section]:
                 f"std and 95% interval (lo, hi) of the {best} {label} among k trials; no_score is the share of "
                 "draws in which no drawn trial has a score (excluded from the statistics). strict_*: the same with "
                 "every diverged trial counted as a failure, whatever it reached before." + with_points,
-                _drop_constant(tables.budget_table(results, draws=draws))),
+                _drop_constant(budget)),
         Section("pairwise", f"Probability that the row model beats the column model at budget {k}",
                 f"Share of paired bootstrap draws in which the row model's {best} {label} is better (ties count "
                 "half).",
-                _drop_constant(tables.pairwise_table(results, k, draws=draws)).drop(columns="k", errors="ignore")),
+                _drop_constant(pairwise(k)).drop(columns="k", errors="ignore")),
     ]
     if len(seeds):
         sections.append(Section("seeds", f"Best configuration re-trained with other seeds (mean ± std of {label})",

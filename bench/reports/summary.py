@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from bench.reports import tables
+from bench.reports.render import cell
 from bench.reports.bootstrap import BUDGET_POINTS
 from bench.reports.results import finished
 from bench.scores import score_for
@@ -24,13 +25,13 @@ SMOKE_STEPS = 1000
 SMOKE_SAMPLES = 1000
 
 
-def summary_blocks(results: pd.DataFrame, draws: int) -> list[dict]:
-    """One dict per (dataset, protocol): `lines` (Markdown sentences) and `ranking` (a table)."""
+def summary_blocks(results: pd.DataFrame, budget: pd.DataFrame, pairwise) -> list[dict]:
+    """One dict per (dataset, protocol): `lines` (Markdown sentences) and `ranking` (a table).
+    `budget` is tables.budget_table of `results`; `pairwise(k)` its tables.pairwise_table at k."""
     blocks = []
     search = tables.search_trials(results)
     if search.empty:
         return blocks
-    budget = tables.budget_table(results, draws=draws)
     for (dataset, pid), block in search.groupby(["dataset", "protocol_id"], sort=False):
         score = score_for(dataset)
         rows = results[(results["dataset"] == dataset) & (results["protocol_id"] == pid)]
@@ -55,7 +56,7 @@ def summary_blocks(results: pd.DataFrame, draws: int) -> list[dict]:
             lines.append(f"**Best at budget {k}: {best['model']}**, {score.best_word} {score.label} among {k} "
                          f"trial{'s' if k > 1 else ''} {_num(best['mean'])} (95% interval {_num(best['lo'])}–"
                          f"{_num(best['hi'])}, bootstrap).")
-            lines.append(_clear_line(results, best["model"], dataset, pid, k, draws))
+            lines.append(_clear_line(pairwise(k), best["model"], dataset, pid))
         diverged = int((done["status"] == "diverged").sum())
         worst = (done.assign(d=done["status"] == "diverged").groupby("model")["d"].mean().sort_values(ascending=False))
         lines.append(f"Divergence: {diverged} of {len(done)} finished trials ({100 * diverged / len(done):.0f}%)"
@@ -96,16 +97,16 @@ def _ranking_table(at_k: pd.DataFrame, done: pd.DataFrame, score) -> pd.DataFram
     return table
 
 
-def _clear_line(results, best: str, dataset, pid, k: int, draws: int) -> str:
-    block = results[(results["dataset"] == dataset) & (results["protocol_id"] == pid)]
-    pairs = tables.pairwise_table(block, k, draws=draws)
+def _clear_line(pairs: pd.DataFrame, best: str, dataset, pid) -> str:
+    if not pairs.empty:
+        pairs = pairs[(pairs["dataset"] == dataset) & (pairs["protocol_id"] == pid)].dropna(axis=1, how="all")
     if pairs.empty or best not in set(pairs["model"]):
         return ""
     row = pairs[pairs["model"] == best].iloc[0]
     others = [c for c in pairs.columns if c not in ("model", "dataset", "protocol_id", "k") and c != best]
     clear = [m for m in others if row[m] >= CLEAR]
     unclear = sorted(((m, row[m]) for m in others if row[m] < CLEAR), key=lambda mp: -mp[1])
-    matrix = pairs.set_index("model")[others + [best]]
+    matrix = pairs.set_index("model")[[c for c in others + [best] if c in pairs]]
     values = matrix.to_numpy(dtype=float)
     n_clear = int(np.sum(values >= CLEAR))
     n_pairs = len(matrix) * (len(matrix) - 1) // 2
@@ -128,5 +129,4 @@ def _smoke(protocol: dict) -> str:
 
 
 def _num(value) -> str:
-    value = float(value)
-    return f"{value:.3g}" if abs(value) < 100 else f"{value:.1f}"
+    return cell("mean", float(value))  # as the tables print it
