@@ -35,6 +35,15 @@ def _checkpoint_every(text: str) -> str:
     return text
 
 
+def _log(text: str) -> str:
+    from bench.trial_log import check_log
+
+    try:
+        return check_log(text)
+    except BenchError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix(f"--log {text!r}: ")) from None
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -93,10 +102,14 @@ OPTIONS = {
                            "optimiser checkpoints at most every N evaluation points or every time such as 90s, "
                            "10m, 1h: a killed trial resumes from the last one"),
     "--keep": (dict(choices=CHOICES["keep"], default=DEFAULTS["keep"]), "what ended trials keep: best = the "
-               "weights of each study's best trial (for bench score --checkpoint and AIS); weights = every "
-               "trial's; checkpoints = their optimiser state too (to train on)"),
+               "weights of each study's best trial that samples and AIS need (a GAN's G, a VAE's decoder); "
+               "weights = every trial's, encoders too (for bench score --nll bound); checkpoints = their "
+               "optimiser state too (to train on)"),
     "--keep-checkpoints": (dict(dest="keep", action="store_const", const="checkpoints", default=argparse.SUPPRESS),
                            "the same as --keep checkpoints"),
+    "--log": (dict(type=_log, choices=CHOICES["log"], default=DEFAULTS["log"]), "tensorboard writes each "
+              "trial's losses, metrics and sample grids as TensorBoard events in TRIAL/tensorboard "
+              "(pip install 'bench[tensorboard]'; tensorboard --logdir RUN)"),
     "--draws": (dict(type=_positive_int, default=DEFAULTS["draws"]), "bootstrap draws for budget curves "
                 "and rankings"),
     "--device": (dict(default=DEFAULTS["device"]), "auto or cuda (every visible GPU, else auto: the CPU), cpu, "
@@ -108,8 +121,8 @@ OPTIONS = {
 }
 # What every trial's numbers depend on besides model, hyperparameters and seed (`bench train`, `bench run`).
 PROTOCOL_OPTIONS = tuple("--" + key.replace("_", "-") for key in TRIAL_KEYS)
-# How a trial's files are kept: never changes a result.
-CHECKPOINT_OPTIONS = ("--checkpoint-every", "--keep", "--keep-checkpoints")
+# How a trial's files are kept and logged: never changes a result.
+CHECKPOINT_OPTIONS = ("--checkpoint-every", "--keep", "--keep-checkpoints", "--log")
 # Where a command runs and reads from: options that never change a result.
 MACHINE_OPTIONS = ("--device", "--data-root", "--inception-weights", "--no-progress")
 
@@ -123,14 +136,21 @@ def _seeds_of_presets() -> str:
 
 
 PRESET_SAYS = ", unless the preset sets it"
+# Where one command's default differs from the table's: one trial is its own best, and a
+# researcher scoring it later may want its bound, so `bench train` keeps every network.
+COMMAND_DEFAULTS = {"train": {"keep": "weights"}}
 
 
-def add_options(parser: argparse.ArgumentParser, *flags: str, preset: bool = False) -> None:
-    """Add shared options to a command; with `preset`, help says a preset may set the default."""
+def add_options(parser: argparse.ArgumentParser, *flags: str, preset: bool = False, **defaults) -> None:
+    """Add shared options to a command; with `preset`, help says a preset may set the default;
+    `defaults` replace DEFAULTS for this command (its help states the replacement)."""
     for flag in flags:
         keywords, help_text = OPTIONS[flag]
         key = flag[2:].replace("-", "_")
-        if key in DEFAULTS:
+        if key in defaults and "default" in keywords:
+            keywords = {**keywords, "default": defaults[key]}
+            help_text += f" (default {defaults[key]})"
+        elif key in DEFAULTS:
             help_text += f" ({default_text(key)}{PRESET_SAYS if preset else ''})"
         parser.add_argument(flag, help=help_text, **keywords)
 
@@ -168,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", type=Path, help="trial folder (default runs/train/MODEL-DATASET-seedSEED)")
     train.add_argument("--set", dest="assignments", action="append", metavar="KEY=VALUE",
                        help="override a hyperparameter of the model's author defaults, e.g. --set lr=1e-4 (repeatable)")
-    add_options(train, *CHECKPOINT_OPTIONS, *MACHINE_OPTIONS)
+    add_options(train, *CHECKPOINT_OPTIONS, *MACHINE_OPTIONS, **COMMAND_DEFAULTS["train"])
 
     score = command(
         "score", commands.score,

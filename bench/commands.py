@@ -24,7 +24,7 @@ def _machine_flags(args) -> dict:
 
 def _checkpoint_flags(args) -> dict:
     """cli.CHECKPOINT_OPTIONS as the library takes them."""
-    return {"checkpoint_every": args.checkpoint_every, "keep": args.keep}
+    return {"checkpoint_every": args.checkpoint_every, "keep": args.keep, "log": args.log}
 
 
 def _list_models() -> list[dict]:

@@ -75,6 +75,7 @@ class RunOptions:
     lease: Optional[object] = None  # a worker's `trial_folder.Lease` on the trial folder; None: `bench train`
     checkpoint_every: str = DEFAULTS["checkpoint_every"]  # N evaluation points, or a time: 90s, 10m, 1h
     keep: str = DEFAULTS["keep"]  # what ended trials keep on disk: best | weights | checkpoints (defaults.py)
+    log: str = DEFAULTS["log"]  # none | tensorboard (bench/trial_log.py)
 
     @property
     def keep_checkpoints(self) -> bool:

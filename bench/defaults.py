@@ -34,9 +34,11 @@ DEFAULTS = {
     # How a command runs: never changes a number.
     "jobs": 1,
     "checkpoint_every": "10m",  # optimiser checkpoints at most this often: a resume loses at most this
-    # What an ended trial keeps: best = the weights of each study's best trial only (the others'
-    # records and samples stay); weights = every trial's; checkpoints = their optimiser state too.
+    # What an ended trial keeps: best = the generating networks of each study's best trial only
+    # (the others' records and samples stay); weights = every trial's, a VAE's encoder too;
+    # checkpoints = their optimiser state too. `bench train` (one trial) defaults to weights.
     "keep": "best",
+    "log": "none",  # tensorboard: each trial also writes TensorBoard events (bench/trial_log.py)
     "max_retries": 2,  # further attempts of a slot whose trial failed for its own reason
     "pack": "auto",  # trials of one model trained as one (bench/packing; bench/devices.py AUTO_PACK)
     "device": "auto",
@@ -60,6 +62,7 @@ CHOICES = {
     "nll": ("bound", "ais"),  # `bench score --checkpoint DIR --nll METHOD`
     "format": ("csv", "parquet"),  # `bench export`
     "keep": ("best", "weights", "checkpoints"),
+    "log": ("none", "tensorboard"),
 }
 
 # The protocol values a trial configuration holds (TrialConfig), and those a study adds (RunProtocol).

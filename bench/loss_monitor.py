@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional
 
 import torch
 
 
 class LossMonitor:
-    def __init__(self):
+    def __init__(self, sink: Optional[Callable[[int, str, float], None]] = None):
+        """`sink(step, name, value)` is given every finite value as it is read (a trial's --log)."""
+        self._sink = sink
         self._pending: list[tuple[int, str, torch.Tensor]] = []
         self._sums: Dict[str, float] = defaultdict(float)
         self._counts: Dict[str, int] = defaultdict(int)
@@ -36,6 +38,8 @@ class LossMonitor:
             self._sums[name] += value
             self._counts[name] += 1
             self.latest[name] = value
+            if self._sink is not None:
+                self._sink(step, name, value)
         return None
 
     def interval_means(self) -> Dict[str, float]:

@@ -72,6 +72,10 @@ def score_checkpoint_nll(checkpoint_dir: Path, method: str, *, n: Optional[int] 
             raise BenchError(f"{checkpoint_dir} has no checkpoint or kept weights: the trial has not reached its first "
                              "evaluation point, or another trial of its study ended better (only the best trial "
                              "keeps its weights; bench run --keep weights keeps every trial's)")
+        if method == "bound" and not model.holds_bound_networks(checkpoint["weights"]):
+            raise BenchError(f"{checkpoint_dir} kept only the {', '.join(cls.kept_networks)} (what samples and AIS "
+                             f"need; its bound at k = {config.nll_k} is in evals.jsonl): the bound also needs the "
+                             f"{', '.join(cls.bound_networks)}, kept by bench run/train --keep weights")
         try:
             model.load_kept_weights(checkpoint["weights"])
         except ValueError as exc:

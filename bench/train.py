@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -37,6 +38,7 @@ from bench.numerics import Numerics, numerics_named
 from bench.scores import FID, score_for
 from bench.records.evaluation import EvalRecord
 from bench.records.trial_folder import FINISHED, TrialFolder, TrialState
+from bench.trial_log import open_log
 
 CHECK_EVERY = 50  # steps between bulk reads of the losses (divergence check, progress)
 # The VAEs' importance-weighted bound with the protocol's k = 1000 costs several times a whole
@@ -141,7 +143,8 @@ class _Trial:
         self.evaluator = _make_evaluator(config, dataset.name, reference, self.model, self.device, options)
         noise_rng = torch.Generator().manual_seed(EVAL_NOISE_SEED)
         self.eval_z = self.model.sample_noise(config.eval_samples, noise_rng, "cpu").to(self.device, self.model_dtype)
-        self.monitor = LossMonitor()
+        self.log = open_log(options.log, folder.tensorboard_dir, self.step, config.to_dict())
+        self.monitor = LossMonitor(sink=self.log.loss)
         self.run_info = {"device": device_name(self.device), "pack": pack, "host": platform.node(),
                          "owner": folder.lease.token if folder.lease else None, "bench_version": bench.__version__}
         records = folder.evaluations()
@@ -256,7 +259,7 @@ class _Trial:
         self.checkpoint_step, self.checkpoint_time, self.points_since_checkpoint = self.step, time.monotonic(), 0
 
     def _keep_weights(self, which: str) -> None:
-        self.folder.save_weights(which, self.config, self.step, self.model.kept_weights())
+        self.folder.save_weights(which, self.config, self.step, self.model.kept_weights(self.options.keep != "best"))
         self.weights[which] = self.step
 
     def diverge(self, step: int) -> TrialResult:
@@ -288,7 +291,8 @@ class _Trial:
         if not losses and self.losses_at_checkpoint and self.step == self.checkpoint_step:
             losses = self.losses_at_checkpoint  # re-evaluated at the checkpoint's step: no steps were taken
         self.last_losses = {self.step: losses}
-        _save_grid(self.folder.sample_grid_path(self.step), samples[:64])
+        grid = _grid_image(samples[:64])
+        _save_grid(self.folder.sample_grid_path(self.step), grid)
         self.eval_seconds += time.perf_counter() - t0
         self.last_fid = metrics.get("fid")
 
@@ -309,6 +313,7 @@ class _Trial:
             dataset=config.dataset, seed=config.seed, hparams=config.hparams, config=config.to_dict(),
             protocol=protocol, numerics=self._numerics(), time=now(), **self.run_info))
         self.recorded.add(self.step)
+        self.log.evaluation(self.step, metrics, grid)
         return True
 
     def _best_so_far(self, metrics: dict) -> bool:
@@ -354,6 +359,7 @@ class _Trial:
         if self.options.keep_checkpoints and self.step != self.checkpoint_step and status == "complete":
             self._save_checkpoint()  # to train on from the end
         self._write_state(status, diverged_at_step)
+        self.log.close()
         if not self.options.keep_checkpoints:
             self.folder.drop_checkpoint()
         return TrialResult(self.config, self.folder.path, status, self.folder.evaluations(), diverged_at_step)
@@ -388,13 +394,19 @@ def _postfix(latest: dict, fid: Optional[float]) -> dict:
     return out
 
 
-def _save_grid(path: Path, samples: torch.Tensor) -> None:
-    from PIL import Image
+def _grid_image(samples: torch.Tensor) -> np.ndarray:
+    """Samples as one 8-wide uint8 grid, HW (grey) or HWC: the PNG of the folder and the log's image."""
     from torchvision.utils import make_grid
 
     grid = make_grid(samples.detach().float().cpu().clamp(0, 1), nrow=8, padding=1, pad_value=1.0)
     array = grid.mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-    image = Image.fromarray(array[..., 0] if samples.shape[1] == 1 else array)
+    return array[..., 0] if samples.shape[1] == 1 else array
+
+
+def _save_grid(path: Path, grid: np.ndarray) -> None:
+    from PIL import Image
+
+    image = Image.fromarray(grid)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     atomic_write(path, lambda f: f.write(buffer.getvalue()))

@@ -2,6 +2,7 @@
 values behind `bench train` and `bench run`, and unknown keys refused in presets and stored records."""
 
 import json
+import re
 
 import pytest
 
@@ -50,9 +51,15 @@ def test_every_shared_option_is_declared_and_helped_alike_on_every_command():
     for flag in cli.MACHINE_OPTIONS:
         assert set(found[flag]) >= {"train", "score", "run", "worker", "rank"}, flag
     for flag, actions in found.items():
-        helps = {a.help.replace(cli.PRESET_SAYS, "") for a in actions.values()}
+        helps = {re.sub(r" \(default[^()]*\)$", "", a.help.replace(cli.PRESET_SAYS, "")) for a in actions.values()}
         assert len(helps) == 1, (flag, helps)
-        assert len({(a.default, a.type, a.choices) for a in actions.values()}) == 1, flag
+        key = flag[2:].replace("-", "_")
+        common = {(a.default, a.type, a.choices) for command, a in actions.items()
+                  if key not in cli.COMMAND_DEFAULTS.get(command, {})}
+        assert len(common) == 1, flag
+        for command, a in actions.items():  # a command's own default is the one its help states
+            if key in cli.COMMAND_DEFAULTS.get(command, {}):
+                assert a.default == cli.COMMAND_DEFAULTS[command][key] and a.help.endswith(f"(default {a.default})")
 
 
 def test_help_of_train_and_run_shows_the_defaults_table():
@@ -82,7 +89,12 @@ def test_a_shared_option_parses_to_the_same_value_on_every_command():
         for command, action in actions.items():
             given.add(repr(getattr(parser.parse_args(MINIMAL[command] + [flag] + sample_value(action)[1:]),
                                    action.dest)))
-            absent.add(repr(getattr(parser.parse_args(MINIMAL[command]), action.dest)))
+            value = getattr(parser.parse_args(MINIMAL[command]), action.dest)
+            own = cli.COMMAND_DEFAULTS.get(command, {})
+            if action.dest in own:  # a command's own default (COMMAND_DEFAULTS), given when absent
+                assert value == own[action.dest], (flag, command)
+            else:
+                absent.add(repr(value))
         assert len(given) == 1 and len(absent) == 1, (flag, given, absent)
     for flag in cli.PROTOCOL_OPTIONS:  # not given is told from given: the library fills it (table, preset)
         assert parser.parse_args(MINIMAL["run"]).__dict__[flag[2:].replace("-", "_")] is None

@@ -128,18 +128,26 @@ class GenerativeModel(nn.Module):
 
     # What a finished trial keeps for later commands (samples, `bench score --checkpoint`, AIS):
     # the weights of these top-level networks (None: every parameter and buffer), never the
-    # optimiser state; a GAN keeps G, a VAE its encoder and decoder.
+    # optimiser state; a GAN keeps G, a VAE its decoder. `bound_networks` are what an explicit
+    # model's likelihood bound needs besides (a VAE's encoder): kept only with --keep weights or
+    # checkpoints, since the bound is already in every record and, at a study's scale, encoders
+    # would be a third of the run's disk.
     kept_networks: ClassVar[Optional[tuple]] = None
+    bound_networks: ClassVar[tuple] = ()
 
-    def kept_weights(self) -> Dict[str, torch.Tensor]:
+    def kept_weights(self, with_bound: bool = True) -> Dict[str, torch.Tensor]:
         named = {**dict(self.named_parameters()), **dict(self.named_buffers())}
-        keep = self.kept_networks
+        keep = None if self.kept_networks is None else (*self.kept_networks, *(self.bound_networks if with_bound else ()))
         return {name: t.detach() for name, t in named.items() if keep is None or name.split(".")[0] in keep}
+
+    def holds_bound_networks(self, weights: Dict[str, torch.Tensor]) -> bool:
+        """Whether kept `weights` hold what the likelihood bound needs."""
+        return all(any(k.split(".")[0] == net for k in weights) for net in self.bound_networks)
 
     def load_kept_weights(self, weights: Dict[str, torch.Tensor]) -> None:
         """Load what `kept_weights` saved; the networks not kept stay as built."""
         missing, unexpected = self.load_state_dict(weights, strict=False)
-        expected = set(self.kept_weights())
+        expected = set(self.kept_weights(with_bound=self.holds_bound_networks(weights)))
         lost = [k for k in missing if k in expected]
         if lost or unexpected:
             raise ValueError(f"weights do not fit: missing {lost[:3]}, unexpected {list(unexpected)[:3]}")

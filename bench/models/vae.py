@@ -53,7 +53,8 @@ class VAE(GenerativeModel):
     """Variational autoencoder with a Bernoulli decoder (Kingma & Welling 2014)."""
 
     family = "vae"
-    kept_networks = ("encoder", "decoder")  # the bound needs both; samples and AIS the decoder
+    kept_networks = ("decoder",)  # samples and AIS
+    bound_networks = ("encoder",)  # the importance-weighted bound: kept with --keep weights
     explicit = True
     # Its Bernoulli likelihood is a likelihood of binary images: NLL in nats on binarised test
     # images (PROTOCOL §5), though it trains on gray values as the study did.

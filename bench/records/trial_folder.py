@@ -9,6 +9,8 @@
                       are removed once another trial of the study ends better (`--keep best`,
                       bench/studies/kept_weights.py), unless --keep weights or checkpoints
     samples/          a sample grid per evaluation point
+    tensorboard/      with --log tensorboard: the losses, metrics and grids as TensorBoard events
+                      (a view of the files above, for watching a run; bench/trial_log.py)
     error.log         the traceback of a trial that failed
     lease             the token of the worker that owns the trial now (`bench run`/`bench worker`)
     nll-METHOD.json   a likelihood scored later from the checkpoint (`bench score --nll`)
@@ -114,6 +116,7 @@ class TrialFolder:
         self.evals_path = self.path / "evals.jsonl"
         self.checkpoint_path = self.path / "checkpoint.pt"
         self.samples_dir = self.path / "samples"
+        self.tensorboard_dir = self.path / "tensorboard"
         self.error_path = self.path / "error.log"
 
     # --- trial.json ------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from bench.records.trial_folder import TrialFolder
 from bench.reports.bootstrap import DRAWS
 from bench.reports.results import finished, score_keys
 from bench.reports.tables import NLL_COLUMNS, at_protocol_k, best_trials, budget_curves, search_trials, trial_scores
+from bench.reports.style import model_styles
 from bench.scores import FID, score_for
 
 
@@ -25,13 +26,15 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     plt.rcParams.update({"figure.dpi": 110, "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False,
-                         "axes.spines.right": False, "font.size": 9})
+                         "axes.spines.right": False, "font.size": 9,
+                         "svg.fonttype": "none"})  # SVG text stays text: smaller, searchable
     return plt
 
 
-def _save(fig, out_dir: Path, name: str) -> Path:
+def _save(fig, out_dir: Path, name: str, tight: bool = True) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
+    if tight:  # the sample grid sets its own spacing
+        fig.tight_layout()
     for ext in ("png", "svg"):
         fig.savefig(out_dir / f"{name}.{ext}", bbox_inches="tight")
     import matplotlib.pyplot as plt
@@ -49,11 +52,50 @@ def _panels(frame: pd.DataFrame, plt, width: float = 6.0, height: float = 3.6):
         yield fig, ax, block
 
 
-def _colors(models) -> dict:
-    import matplotlib
+def _styles(results: pd.DataFrame) -> dict:
+    """Every model of the report, not only this figure's: a model keeps its colour from figure to figure."""
+    return model_styles(results["model"].dropna().unique())
 
-    cmap = matplotlib.colormaps["tab10"]
-    return {m: cmap(i % 10) for i, m in enumerate(models)}
+
+def _legend(fig, styles: dict) -> None:
+    """One legend for the figure, outside the axes (right of the panels) so that it hides no data;
+    a model's series carry one label however many panels show it, listed in registry order."""
+    handles = {}
+    for ax in fig.axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    place = {model: i for i, model in enumerate(styles)}
+    handles = dict(sorted(handles.items(), key=lambda item: (place.get(item[0].split(" (trial ")[0], len(place)),
+                                                              item[0])))
+    if handles:
+        fig.legend(list(handles.values()), list(handles), loc="upper left", bbox_to_anchor=(1.0, 0.98), fontsize=7,
+                   frameon=False, ncol=1 if len(handles) <= 16 else 2)
+
+
+def _drop_empty(fig) -> None:
+    """Remove the panels a facet left without a series (a dataset whose models are all GANs)."""
+    for ax in list(fig.axes):
+        if not ax.get_lines():
+            fig.delaxes(ax)
+
+
+FACET_AT = 8  # more models than this on one axis: GANs and the other families get a panel each
+
+
+def _facets(models) -> list[tuple[str, list]]:
+    """[(panel title suffix, models)]: one facet, or GANs and the likelihood-based families apart."""
+    models = list(models)
+    if len(models) <= FACET_AT:
+        return [("", models)]
+    gans = [m for m in models if _family(m) == "gan"]
+    others = [m for m in models if m not in gans]
+    return [(f" · {name}", group) for name, group in (("GANs", gans), ("other families", others)) if group]
+
+
+def _family(model: str) -> str:
+    from bench.models import model_names, get_model_class
+
+    return get_model_class(model).family if model in model_names() else ""
 
 
 def score_distribution(results: pd.DataFrame, out_dir: Path) -> Optional[Path]:
@@ -64,15 +106,17 @@ def score_distribution(results: pd.DataFrame, out_dir: Path) -> Optional[Path]:
     if trials.empty:
         return None
     plt = _pyplot()
+    styles = _styles(results)
     fig = None
     for fig, ax, block in _panels(trials, plt):
         score = score_for(block["dataset"].iloc[0])
         models = list(dict.fromkeys(block["model"]))
         data = [block.loc[block["model"] == m, score.metric].astype(float).to_numpy() for m in models]
-        ax.boxplot(data, showfliers=False, widths=0.6)
-        for i, values in enumerate(data, start=1):
+        ax.boxplot(data, showfliers=False, widths=0.6, medianprops={"color": "#333333"})
+        for i, (model, values) in enumerate(zip(models, data), start=1):
             jitter = np.random.default_rng(i).uniform(-0.15, 0.15, len(values))
-            ax.scatter(i + jitter, values, s=10, alpha=0.6, color="tab:blue", zorder=3)
+            ax.scatter(i + jitter, values, s=12, alpha=0.7, color=styles[model].color, marker=styles[model].marker,
+                       zorder=3, label=model)
         ax.set_xticks(range(1, len(models) + 1), models, rotation=30, ha="right")
         ax.set_ylabel(f"{score.label} ({score.best_word} over evaluation points)")
     return _save(fig, out_dir, "score_distribution")
@@ -80,35 +124,41 @@ def score_distribution(results: pd.DataFrame, out_dir: Path) -> Optional[Path]:
 
 def budget_plot(results: pd.DataFrame, out_dir: Path, draws: int = DRAWS) -> Optional[Path]:
     """The best score against budget k with a ±1 std band (bootstrap); on triangles, beside F1,
-    the precision and recall of the winning max-F1 points."""
+    the precision and recall of the winning max-F1 points. Columns: protocol × quantity; rows:
+    the facets of _facets when one axis would hold too many bands."""
     curves = budget_curves(results, draws=draws)
     if curves.empty:
         return None
     plt = _pyplot()
-    colors = _colors(dict.fromkeys(curves["model"]))
+    styles = _styles(results)
     blocks = list(curves.groupby(["dataset", "protocol_id"], sort=False))
-    panels = []  # (title, block, column, y label)
+    columns = []  # (title, block, column, y label)
     for (dataset, pid), block in blocks:
         score = score_for(dataset)
         title = f"{dataset} (protocol {pid})" if len(blocks) > 1 else dataset
-        panels.append((title, block, "mean", f"{score.best_word} {score.label} among k trials"))
-        panels += [(title, block, c, f"{c.replace('tri_', 'triangle ')} at that point")
-                   for c in score.companions if c in block and block[c].notna().any()]
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.6), squeeze=False)
-    for ax, (title, block, column, label) in zip(axes[0], panels):
-        for model, curve in block.groupby("model", sort=False):
-            ax.plot(curve["k"], curve[column], marker="o" if len(curve) < 12 else None, ms=3, label=model,
-                    color=colors[model])
-            if column == "mean":
-                ax.fill_between(curve["k"], curve["mean"] - curve["std"], curve["mean"] + curve["std"], alpha=0.15,
-                                color=colors[model])
-        ax.set_title(title)
-        ax.set_xlabel("budget k (trials)")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_ylabel(label)
-        if block["k"].max() > 10:
-            ax.set_xscale("log")
-        ax.legend(fontsize=7, ncol=2)
+        columns.append((title, block, "mean", f"{score.best_word} {score.label} among k trials"))
+        columns += [(title, block, c, f"{c.replace('tri_', 'triangle ')} at that point")
+                    for c in score.companions if c in block and block[c].notna().any()]
+    facets = _facets(dict.fromkeys(curves["model"]))
+    fig, axes = plt.subplots(len(facets), len(columns), figsize=(5.2 * len(columns), 3.4 * len(facets)),
+                             squeeze=False, sharey="col")
+    for row, (suffix, models) in zip(axes, facets):
+        for ax, (title, block, column, label) in zip(row, columns):
+            for model, curve in block[block["model"].isin(models)].groupby("model", sort=False):
+                style = styles[model]
+                ax.plot(curve["k"], curve[column], marker=style.marker if len(curve) < 12 else None, ms=3.5,
+                        label=model, color=style.color)
+                if column == "mean":
+                    ax.fill_between(curve["k"], curve["mean"] - curve["std"], curve["mean"] + curve["std"],
+                                    alpha=0.15, color=style.color)
+            ax.set_title(title + suffix)
+            ax.set_xlabel("budget k (trials)")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.set_ylabel(label)
+            if block["k"].max() > 10:
+                ax.set_xscale("log")
+    _drop_empty(fig)
+    _legend(fig, styles)
     return _save(fig, out_dir, "budget_curve")
 
 
@@ -120,16 +170,17 @@ def precision_recall_plot(results: pd.DataFrame, out_dir: Path) -> Optional[Path
     if pair is None:
         return None
     plt = _pyplot()
-    colors = _colors(dict.fromkeys(trials["model"]))
+    styles = _styles(results)
     fig = None
     for fig, ax, block in _panels(trials.dropna(subset=list(pair)), plt, width=4.8, height=4.2):
         for model, group in block.groupby("model", sort=False):
-            ax.scatter(group[pair[1]], group[pair[0]], s=14, alpha=0.75, label=model, color=colors[model])
+            ax.scatter(group[pair[1]], group[pair[0]], s=16, alpha=0.75, label=model, color=styles[model].color,
+                       marker=styles[model].marker)
         ax.set_xlim(-0.02, 1.02)
         ax.set_ylim(-0.02, 1.02)
         ax.set_xlabel("recall" + (" (triangles)" if pair[0].startswith("tri") else ""))
         ax.set_ylabel("precision" + (" (triangles)" if pair[0].startswith("tri") else ""))
-        ax.legend(fontsize=7)
+    _legend(fig, styles)
     return _save(fig, out_dir, "precision_recall")
 
 
@@ -142,7 +193,7 @@ def learning_rate_plot(results: pd.DataFrame, out_dir: Path) -> Optional[Path]:
     if trials.empty:
         return None
     plt = _pyplot()
-    colors = _colors(dict.fromkeys(trials["model"]))
+    styles = _styles(results)
     fig = None
     for fig, ax, block in _panels(trials, plt):
         score = score_for(block["dataset"].iloc[0])
@@ -153,36 +204,44 @@ def learning_rate_plot(results: pd.DataFrame, out_dir: Path) -> Optional[Path]:
         for model in dict.fromkeys(block["model"]):
             mine = (block["model"] == model).to_numpy()
             ok = mine & np.isfinite(values)
-            ax.scatter(block.loc[ok, "hp.lr"], values[ok], s=14, alpha=0.75, label=model, color=colors[model])
+            ax.scatter(block.loc[ok, "hp.lr"], values[ok], s=16, alpha=0.75, label=model, color=styles[model].color,
+                       marker=styles[model].marker)
             none = mine & ~np.isfinite(values)
             if none.any() and np.isfinite(edge):
                 ax.scatter(block.loc[none, "hp.lr"], np.full(none.sum(), edge), marker="x", s=18,
-                           color=colors[model])
+                           color=styles[model].color)
         ax.set_xscale("log")
         ax.set_xlabel("learning rate")
         ax.set_ylabel(f"{score.label} (x: no score)")
-        ax.legend(fontsize=7, ncol=2)
+    _legend(fig, styles)
     return _save(fig, out_dir, "score_vs_learning_rate")
 
 
 def training_curves(results: pd.DataFrame, out_dir: Path) -> Optional[Path]:
-    """The score against step of each model's best trial."""
+    """The score against step of each model's best trial (rows: the facets of _facets)."""
     best = best_trials(results)
     if best.empty:
         return None
     keys = ["dataset", "protocol_id", "model", "role", "trial"]
     points = results.merge(best[keys], on=keys).dropna(subset=["step"])
     plt = _pyplot()
-    colors = _colors(dict.fromkeys(points["model"]))
-    fig = None
-    for fig, ax, block in _panels(points, plt):
-        score = score_for(block["dataset"].iloc[0])
-        for model, group in block.dropna(subset=[score.metric]).groupby("model", sort=False):
-            ax.plot(group["step"].astype(float), group[score.metric], marker="o", ms=3,
-                    label=f"{model} (trial {group['trial'].iloc[0]})", color=colors[model])
-        ax.set_xlabel("step (D updates)")
-        ax.set_ylabel(score.label)
-        ax.legend(fontsize=7, ncol=2)
+    styles = _styles(results)
+    blocks = list(points.groupby(["dataset", "protocol_id"], sort=False))
+    facets = _facets(dict.fromkeys(points["model"]))
+    fig, axes = plt.subplots(len(facets), len(blocks), figsize=(6.0 * len(blocks), 3.4 * len(facets)),
+                             squeeze=False, sharey="col")
+    for row, (suffix, models) in zip(axes, facets):
+        for ax, ((dataset, pid), block) in zip(row, blocks):
+            score = score_for(dataset)
+            ax.set_title((f"{dataset} (protocol {pid})" if len(blocks) > 1 else dataset) + suffix)
+            mine = block[block["model"].isin(models)].dropna(subset=[score.metric])
+            for model, group in mine.groupby("model", sort=False):
+                ax.plot(group["step"].astype(float), group[score.metric], marker=styles[model].marker, ms=3.5,
+                        label=f"{model} (trial {group['trial'].iloc[0]})", color=styles[model].color)
+            ax.set_xlabel("step (D updates)")
+            ax.set_ylabel(score.label)
+    _drop_empty(fig)
+    _legend(fig, styles)
     return _save(fig, out_dir, "training_curves")
 
 
@@ -201,18 +260,25 @@ def sample_grids(results: pd.DataFrame, out_dir: Path) -> Optional[Path]:
     plt = _pyplot()
     from PIL import Image
 
-    columns = min(4, len(grids))
+    # As many grids per row as fit the page's width (7 at 1.9 in); the last row's empty cells are
+    # removed so that the saved figure ends at the last grid, and each cell has the grid's aspect.
+    columns = min(7, len(grids))
     rows = -(-len(grids) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.9 * rows), squeeze=False)
-    for ax in axes.flat:
+    height, width = np.asarray(Image.open(grids[0][1])).shape[:2]
+    cell = 1.9
+    fig, axes = plt.subplots(rows, columns, figsize=(cell * columns, (cell * height / width + 0.45) * rows),
+                             squeeze=False, gridspec_kw={"wspace": 0.06, "hspace": 0.3})
+    for ax in axes.flat[len(grids):]:
+        fig.delaxes(ax)
+    for ax in axes.flat[:len(grids)]:
         ax.axis("off")
     for ax, (row, path) in zip(axes.flat, grids):
         image = np.asarray(Image.open(path))
         score = score_for(row["dataset"])
         shown = score if pd.notna(row.get(score.metric)) else FID  # a model without the score: its FID
         ax.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=255, interpolation="nearest")
-        ax.set_title(f"{row['model']}\n{shown.label} {row[shown.metric]:.3g}, step {int(row['step'])}", fontsize=8)
-    return _save(fig, out_dir, "samples")
+        ax.set_title(f"{row['model']}\n{shown.label} {row[shown.metric]:.3g}, step {int(row['step'])}", fontsize=7.5)
+    return _save(fig, out_dir, "samples", tight=False)
 
 
 def fid_vs_nll(results: pd.DataFrame, out_dir: Path) -> Optional[Path]:
@@ -226,15 +292,16 @@ def fid_vs_nll(results: pd.DataFrame, out_dir: Path) -> Optional[Path]:
               for key, block in search.groupby(["dataset", "protocol_id"], sort=False) for unit in units]
     panels = [p for p in panels if not p[2].empty]
     plt = _pyplot()
-    colors = _colors(dict.fromkeys(search["model"]))
+    styles = _styles(results)
     fig, axes = plt.subplots(1, len(panels), figsize=(4.8 * len(panels), 4.0), squeeze=False)
     for ax, ((dataset, pid), unit, block) in zip(axes[0], panels):
         for model, group in block.groupby("model", sort=False):
-            ax.scatter(group[unit], group["fid"], s=14, alpha=0.75, label=model, color=colors[model])
+            ax.scatter(group[unit], group["fid"], s=16, alpha=0.75, label=model, color=styles[model].color,
+                       marker=styles[model].marker)
         ax.set_title(dataset if search["protocol_id"].nunique() == 1 else f"{dataset} (protocol {pid})")
         ax.set_xlabel(f"NLL ({units[unit]})")
         ax.set_ylabel("FID")
-        ax.legend(fontsize=7)
+    _legend(fig, styles)
     return _save(fig, out_dir, "fid_vs_nll")
 
 

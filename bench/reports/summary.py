@@ -53,7 +53,12 @@ def summary_blocks(results: pd.DataFrame, budget: pd.DataFrame, pairwise) -> lis
             lines.append(f"No model has a {score.label} yet at budget {k}.")
         else:
             best = scored.iloc[0]
-            lines.append(f"**Best at budget {k}: {best['model']}**, {score.best_word} {score.label} among {k} "
+            # Models whose mean equals the best one's share first place: naming one as "best" would
+            # rank by table order (a smoke run where every FID is the same, or every NLL infinite).
+            tied = scored[np.isclose(scored["mean"].astype(float), float(best["mean"]), rtol=1e-9, atol=0)]
+            head = (f"**Best at budget {k}: {best['model']}**" if len(tied) == 1 else
+                    f"**Tied for best at budget {k}: {', '.join(tied['model'])}**")
+            lines.append(f"{head}, {score.best_word} {score.label} among {k} "
                          f"trial{'s' if k > 1 else ''} {_num(best['mean'])} (95% interval {_num(best['lo'])}–"
                          f"{_num(best['hi'])}, bootstrap).")
             lines.append(_clear_line(pairwise(k), best["model"], dataset, pid))

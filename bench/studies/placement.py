@@ -41,10 +41,11 @@ def worker_command(url: str, names: list[str], out: Path, device: str, *, data_r
                    inception_weights: Optional[Path] = None, quiet: bool = True, pack=DEFAULTS["pack"],
                    max_retries: int = DEFAULTS["max_retries"], follow: Optional[str] = None,
                    wait: bool = False, checkpoint_every: str = DEFAULTS["checkpoint_every"],
-                   keep: str = DEFAULTS["keep"]) -> list[str]:
+                   keep: str = DEFAULTS["keep"], log: str = DEFAULTS["log"]) -> list[str]:
     """`bench worker` for `names` of the storage `url`, or, with `follow`, for every study of that run."""
     command = [sys.executable, "-m", "bench", "worker", "--out", str(out), "--device", device, "--pack", str(pack),
-               "--max-retries", str(max_retries), "--checkpoint-every", str(checkpoint_every), "--keep", keep, "--no-progress"] + \
+               "--max-retries", str(max_retries), "--checkpoint-every", str(checkpoint_every), "--keep", keep, "--log", log,
+               "--no-progress"] + \
         (["--quiet"] if quiet else []) + (["--wait"] if wait else [])
     if follow:
         command += ["--run", str(follow)]
@@ -64,7 +65,7 @@ def start_workers(url: str, names: list[str], out: Path, jobs: int, device: str,
                   poll: Optional[Callable[[], None]] = None, cuda_count: Optional[int] = None,
                   pack=DEFAULTS["pack"], max_retries: int = DEFAULTS["max_retries"], follow: Optional[str] = None,
                   wait: bool = False, checkpoint_every: str = DEFAULTS["checkpoint_every"],
-                  keep: str = DEFAULTS["keep"]) -> None:
+                  keep: str = DEFAULTS["keep"], log: str = DEFAULTS["log"]) -> None:
     """Run `jobs` `bench worker` processes on the placed devices until all have exited; `poll` is
     called every POLL_SECONDS meanwhile. One line and an error if any exits with an error."""
     placements = place_workers(jobs, device_list(device, cuda_count))
@@ -75,7 +76,7 @@ def start_workers(url: str, names: list[str], out: Path, jobs: int, device: str,
         command = worker_command(url, names, out, placement.device, data_root=data_root,
                                  inception_weights=inception_weights, quiet=quiet, pack=pack,
                                  max_retries=max_retries, follow=follow, wait=wait,
-                                 checkpoint_every=checkpoint_every, keep=keep)
+                                 checkpoint_every=checkpoint_every, keep=keep, log=log)
         workers.append(subprocess.Popen(command, env=env))
     try:
         while any(w.poll() is None for w in workers):

@@ -34,6 +34,7 @@ class Ranking:
 def rank_model(model_spec: str, dataset: str, budget: int, against: Path, *, jobs: int = DEFAULTS["jobs"],
                pack=DEFAULTS["pack"], max_retries: int = DEFAULTS["max_retries"],
                checkpoint_every: str = DEFAULTS["checkpoint_every"], keep: str = DEFAULTS["keep"],
+               log: str = DEFAULTS["log"],
                device: str = DEFAULTS["device"],
                data_root: Optional[Path] = None, inception_weights: Optional[Path] = None, progress: bool = True,
                draws: int = DRAWS, seed: int = 0) -> Ranking:
@@ -62,7 +63,7 @@ def rank_model(model_spec: str, dataset: str, budget: int, against: Path, *, job
 
     run_study(RunRequest(models=[name], protocol=protocol, budget=budget, out=run_dir, jobs=jobs, pack=pack,
                          max_retries=max_retries, checkpoint_every=checkpoint_every,
-                         keep=keep, storage=None, device=device, data_root=data_root,
+                         keep=keep, log=log, storage=None, device=device, data_root=data_root,
                          inception_weights=inception_weights, progress=progress))
     table, notes = ranking_table(load_results(run_dir), name, budget, record.digest, draws=draws, seed=seed)
     written = write_ranking(run_dir / "rank", name, budget, table, notes)

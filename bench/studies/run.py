@@ -44,6 +44,7 @@ class RunRequest:
     max_retries: int = DEFAULTS["max_retries"]
     checkpoint_every: str = DEFAULTS["checkpoint_every"]
     keep: str = DEFAULTS["keep"]
+    log: str = DEFAULTS["log"]
     storage: Optional[str] = None
     device: str = DEFAULTS["device"]
     data_root: Optional[Path] = None
@@ -166,13 +167,13 @@ def _train_queued(request: RunRequest, store: StudyStore, names: list[str]) -> N
             train_waiting_trials(store.url, names, request.out, device=request.device, data_root=request.data_root,
                                  inception_weights=request.inception_weights, progress=request.progress,
                                  pack=request.pack, max_retries=request.max_retries,
-                                 checkpoint_every=request.checkpoint_every, keep=request.keep,
+                                 checkpoint_every=request.checkpoint_every, keep=request.keep, log=request.log,
                                  on_finished=report.finished)
         else:
             start_workers(store.url, names, request.out, request.jobs, request.device, data_root=request.data_root,
                           inception_weights=request.inception_weights, poll=report.poll, pack=request.pack,
                           max_retries=request.max_retries, checkpoint_every=request.checkpoint_every,
-                          keep=request.keep)
+                          keep=request.keep, log=request.log)
     finally:
         report.close()
 

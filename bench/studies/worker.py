@@ -67,7 +67,7 @@ def train_waiting_trials(storage_url: str, study_names: StudyNames, out_dir: Pat
                          progress: bool = True, pack: int = DEFAULTS["pack"],
                          max_retries: int = DEFAULTS["max_retries"], wait: bool = False,
                          checkpoint_every: str = DEFAULTS["checkpoint_every"], keep: str = DEFAULTS["keep"],
-                         on_finished: Optional[Callable[[Finished], None]] = None) -> int:
+                         log: str = DEFAULTS["log"], on_finished: Optional[Callable[[Finished], None]] = None) -> int:
     """Claim and train WAITING trials of `study_names` (in that order; a callable is asked again
     before every claim, so that studies made later are joined) until none is left; returns how
     many. None left means none waiting and none running elsewhere (a running trial's owner may
@@ -84,7 +84,7 @@ def train_waiting_trials(storage_url: str, study_names: StudyNames, out_dir: Pat
     names_now = study_names if callable(study_names) else (lambda: list(study_names))
     pack = pack_size(pack, resolve_device(device))
     options = RunOptions(out=out_dir, device=device, data_root=data_root, inception_weights=inception_weights,
-                         progress=progress, checkpoint_every=checkpoint_every, keep=keep)
+                         progress=progress, checkpoint_every=checkpoint_every, keep=keep, log=log)
     count, idle_since = 0, None
     while True:
         names = patiently(names_now)

@@ -86,7 +86,7 @@ def test_a_triangles_report_ranks_by_f1_with_precision_and_recall_beside(quick_r
     readme = (report / "README.md").read_text()
     assert "## triangle F1 at budget k" in readme and "maximum triangle F1" in readme
     labels = {}
-    monkeypatch.setattr(plots, "_save", lambda fig, out, name: labels.setdefault(name, [a.get_ylabel() for a in fig.axes]))
+    monkeypatch.setattr(plots, "_save", lambda fig, out, name, **_: labels.setdefault(name, [a.get_ylabel() for a in fig.axes]))
     plots.budget_plot(results, tmp_path, draws=100)
     assert labels["budget_curve"] == ["maximum triangle F1 among k trials", "triangle precision at that point",
                                       "triangle recall at that point"]
@@ -127,6 +127,16 @@ def test_report_puts_nll_ranks_beside_fid_and_quotes_published_likelihoods(tmp_p
     assert summary < page.index("id='models'") and "Best at budget 1: ns_gan" in page
     assert "95% interval 50" in page
     assert "id='fig-fid_vs_nll'" in page and (tmp_path / "report" / "figures" / "fid_vs_nll.svg").is_file()
+
+
+def test_summary_calls_equal_best_scores_a_tie_instead_of_naming_the_first(tmp_path):
+    make_run(tmp_path, {"wgan": [[40.0]], "ns_gan": [[40.0]], "vae": [[55.0]]})
+    page = (write_report(tmp_path, draws=100).out / "index.html").read_text()
+    assert "Tied for best at budget 1: wgan, ns_gan" in page or "Tied for best at budget 1: ns_gan, wgan" in page
+    assert "Best at budget 1:" not in page
+    make_run(tmp_path / "b", {"wgan": [[41.0]], "ns_gan": [[40.0]]})
+    page = (write_report(tmp_path / "b", draws=100).out / "index.html").read_text()
+    assert "Best at budget 1: ns_gan" in page and "Tied" not in page
 
 
 def test_report_and_export_refuse_a_folder_without_a_run(tmp_path):
@@ -175,6 +185,34 @@ def test_report_renders_in_a_headless_browser(quick_run, tmp_path, which):
     pixels = np.asarray(Image.open(shot).convert("L"))
     assert pixels.shape == (2000, 1100)
     assert (pixels < 128).mean() > 0.005  # text and figures were drawn, not a blank page
+    # No part of the page is wider than a 1400-pixel window (wide tables scroll inside their box).
+    probe = tmp_path / "probe.html"
+    probe.write_text((run / "report" / "index.html").read_text().replace(
+        "</body>", "<script>window.addEventListener('load', () => document.body.setAttribute('data-width', "
+                   "document.documentElement.scrollWidth + ' ' + window.innerWidth))</script></body>"))
+    dom = subprocess.run([browser, *flags, "--window-size=1400,1000", "--virtual-time-budget=5000", "--dump-dom",
+                          probe.as_uri()], capture_output=True, text=True, timeout=120)
+    widths = re.search(r'data-width="(\d+) (\d+)"', dom.stdout)
+    assert widths, dom.stderr[-2000:]
+    assert int(widths[1]) <= int(widths[2]), f"the page is {widths[1]} px wide in a {widths[2]} px window"
+    _assert_figure_colours(run)
+
+
+def _assert_figure_colours(run: Path) -> None:
+    """Each SVG figure draws with the palette colours of the report's models only, and the budget
+    curve, which draws every model with a curve, with exactly theirs."""
+    from bench import load_results
+    from bench.reports.style import PALETTE, model_styles
+    from bench.reports.tables import budget_curves
+
+    results = load_results(run)
+    styles = model_styles(results["model"].unique())
+    mine = {style.color for style in styles.values()}
+    for svg in sorted((run / "report" / "figures").glob("*.svg")):
+        used = set(re.findall(r"#[0-9a-f]{6}", svg.read_text().lower())) & set(PALETTE)
+        assert used <= mine, f"{svg.name}: colours of no model of this report: {used - mine}"
+        if svg.stem == "budget_curve":
+            assert used == {styles[m].color for m in budget_curves(results, draws=50)["model"].unique()}, svg.name
 
 
 def test_a_real_quick_run_ranks_gans_vaes_pixelcnn_and_flows_in_one_table():
@@ -234,9 +272,13 @@ TRIANGLE_F1 = {"ns_gan": [[0.30, 0.45], [0.2], [0.5, 0.4]], "wgan": [[0.1], [0.2
 # Sample grids in the trial folders of these models (every trial, every step); lsgan's folders
 # exist but hold no grid, and the other models have no folder: neither gets a panel.
 WITH_GRIDS = {"mnist": ("ns_gan", "wgan", "vae", "pixelcnn"), "triangles": ("ns_gan",)}
-# Figures whose series are coloured by model. score_distribution is not: all its points are
-# tab:blue, the model is told by its x position (one tick per model).
-COLOURED_BY_MODEL = ("budget_curve", "precision_recall", "score_vs_learning_rate", "training_curves", "fid_vs_nll")
+# Figures whose series are coloured by model (score_distribution too, though there the x tick names
+# the model as well).
+COLOURED_BY_MODEL = ("budget_curve", "precision_recall", "score_vs_learning_rate", "training_curves", "fid_vs_nll",
+                     "score_distribution")
+# Figures that put GANs and the other families on separate rows once a panel would hold more than
+# plots.FACET_AT models (mnist's ten here).
+FACETED = ("budget_curve", "training_curves")
 CLOSE = dict(rtol=1e-9, atol=1e-12)
 
 
@@ -276,7 +318,7 @@ def drawn_figures(tmp_path_factory):
     figures = {}
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(plots, "_save",
-                      lambda fig, out_dir, name: figures.setdefault(name, fig) and out_dir / f"{name}.png")
+                      lambda fig, out_dir, name, **_: figures.setdefault(name, fig) and out_dir / f"{name}.png")
         for key, (_, draw) in FIGURES.items():
             assert draw(results, root / "figures", **({"draws": FIGURE_DRAWS} if key == "budget_curve" else {})) \
                 is not None, key
@@ -287,13 +329,31 @@ def drawn_figures(tmp_path_factory):
 
 
 def _panels_by_dataset(fig) -> dict:
-    """dataset -> its axes (in order), read from the panel titles "DATASET (protocol ID)"."""
+    """dataset -> its axes (in order), read from the panel titles "DATASET (protocol ID)[ · FACET]"."""
+    panels = {}
+    for (dataset, _), axes in _panels_by_facet(fig).items():
+        panels.setdefault(dataset, []).extend(axes)
+    return panels
+
+
+def _panels_by_facet(fig) -> dict:
+    """(dataset, facet) -> its axes; facet is "" where the figure has one row, else "GANs" or
+    "other families"."""
     panels = {}
     for ax in fig.axes:
         title = ax.get_title()
         assert title, "a panel without a title"
-        panels.setdefault(title.split(" (protocol ")[0], []).append(ax)
+        head, _, facet = title.partition(" · ")
+        panels.setdefault((head.split(" (protocol ")[0], facet), []).append(ax)
     return panels
+
+
+def _in_facet(models, facet: str) -> set:
+    from bench.models import get_model_class
+
+    if not facet:
+        return set(models)
+    return {m for m in models if (get_model_class(m).family == "gan") == (facet == "GANs")}
 
 
 def _labelled_lines(ax) -> dict:
@@ -351,16 +411,17 @@ def test_budget_curve_draws_each_models_bootstrap_curve(drawn_figures):
     results, figures = drawn_figures
     curves = budget_curves(results, draws=FIGURE_DRAWS)  # the same draws and seed as the figure's
     table = budget_table(results, draws=FIGURE_DRAWS)
-    panels = _panels_by_dataset(figures["budget_curve"])
-    assert set(panels) == set(curves["dataset"])
-    for dataset, axes in panels.items():
+    panels = _panels_by_facet(figures["budget_curve"])
+    assert {dataset for dataset, _ in panels} == set(curves["dataset"])
+    assert {facet for _, facet in panels} == {"GANs", "other families"}  # 10 mnist models, 11 in all
+    for (dataset, facet), axes in panels.items():
         mine, rows = curves[curves["dataset"] == dataset], table[table["dataset"] == dataset]
         columns = ["mean"] + [c for c in score_for(dataset).companions if c in mine and mine[c].notna().any()]
         assert len(axes) == len(columns), (dataset, [ax.get_ylabel() for ax in axes])
         assert len(columns) == (3 if dataset == "triangles" else 1)  # F1, its precision and its recall
         for ax, column in zip(axes, columns):
             lines = _labelled_lines(ax)
-            assert sorted(lines) == sorted(set(mine["model"])), (dataset, column)
+            assert sorted(lines) == sorted(_in_facet(set(mine["model"]), facet)), (dataset, facet, column)
             for model, line in lines.items():
                 curve = mine[mine["model"] == model].sort_values("k")
                 what = f"{dataset} {column} {model}"
@@ -483,11 +544,11 @@ def test_training_curves_follow_each_models_best_trial(drawn_figures):
 
     results, figures = drawn_figures
     best = best_trials(results)
-    panels = _panels_by_dataset(figures["training_curves"])
-    assert set(panels) == set(best["dataset"])
-    for dataset, (ax,) in panels.items():
+    panels = _panels_by_facet(figures["training_curves"])
+    assert {dataset for dataset, _ in panels} == set(best["dataset"])
+    for (dataset, facet), (ax,) in panels.items():
         score = score_for(dataset)
-        mine = best[best["dataset"] == dataset]
+        mine = best[(best["dataset"] == dataset) & best["model"].isin(_in_facet(best["model"], facet))]
         lines = _labelled_lines(ax)
         assert sorted(lines) == sorted(f"{row.model} (trial {row.trial})" for row in mine.itertuples()), dataset
         for row in mine.itertuples():
@@ -560,10 +621,12 @@ def test_samples_show_each_models_best_grid(drawn_figures):
 
 @pytest.mark.parametrize("key", COLOURED_BY_MODEL)
 def test_no_two_models_share_a_colour_within_a_panel(drawn_figures, key):
-    """tab10 has ten colours: the ten mnist models must get ten, and a model keeps its colour
-    from panel to panel."""
-    _, figures = drawn_figures
-    colour_of = {}
+    """Each model of a panel has a colour of its own, the one style.model_styles gives it for the
+    report's models, whatever figure or panel draws it."""
+    from bench.reports.style import model_styles
+
+    results, figures = drawn_figures
+    styles = model_styles(results["model"].unique())
     most = 0
     for ax in figures[key].axes:
         series = {**_labelled_lines(ax), **_labelled_scatters(ax)}
@@ -571,10 +634,33 @@ def test_no_two_models_share_a_colour_within_a_panel(drawn_figures, key):
         assert len(models) == len(series)
         assert len(set(models.values())) == len(models), f"{key} {ax.get_title()}: {models}"
         for model, colour in models.items():
-            assert colour_of.setdefault(model, colour) == colour, f"{key}: {model} changes colour"
+            assert colour == styles[model].color, f"{key}: {model} drawn {colour}, its style is {styles[model].color}"
         most = max(most, len(models))
-    assert most == (10 if key in ("budget_curve", "score_vs_learning_rate", "precision_recall", "training_curves")
-                    else 2)  # fid_vs_nll: pixelcnn and realnvp in bits/dim
+    # fid_vs_nll: pixelcnn and realnvp in bits/dim; faceted figures: mnist's 7 GANs on a row.
+    assert most == (2 if key == "fid_vs_nll" else 7 if key in FACETED else 10)
+
+
+def test_each_model_has_a_style_of_its_own_fixed_by_the_registry():
+    from bench.models import model_names
+    from bench.reports.style import model_styles
+
+    everyone = model_styles(model_names())
+    assert len(everyone) == len(model_names()) >= 13
+    assert len({s.color for s in everyone.values()}) == len(everyone)  # no colour reused among the built-ins
+    some = model_styles(["wgan", "vae", "ns_gan"])  # a run of three models: the same styles as in a full run
+    assert some == {m: everyone[m] for m in some}
+    mine = model_styles(["ns_gan", "zz_plugin", "aa_plugin"])  # unregistered: after the registry, by name
+    assert mine["aa_plugin"] != mine["zz_plugin"] and mine["aa_plugin"].color not in {everyone[m].color for m in ("ns_gan",)}
+
+
+def test_a_figure_with_more_models_than_fit_a_panel_keeps_one_legend_outside_the_axes(drawn_figures):
+    _, figures = drawn_figures
+    for key in FACETED + ("precision_recall", "score_vs_learning_rate"):
+        fig = figures[key]
+        assert len(fig.legends) == 1, key
+        assert not any(ax.get_legend() for ax in fig.axes), f"{key}: a legend inside an axes"
+        labels = [t.get_text() for t in fig.legends[0].get_texts()]
+        assert len(labels) == len(set(labels)), f"{key}: a model twice in the legend"
 
 
 def test_every_figure_has_a_content_test():

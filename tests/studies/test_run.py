@@ -2,10 +2,12 @@
 dataset, objectives, resumption, seeds, FLOP matching and bad input."""
 
 import json
+import math
 from pathlib import Path
 
 import optuna
 import pytest
+import torch
 
 from bench.errors import BenchError
 from bench.models import get_model_class
@@ -86,12 +88,40 @@ def test_only_each_studys_best_trial_keeps_its_weights(tiny_run, capsys):
     assert_one_line_error(code, err, "no checkpoint or kept weights", "--keep weights")
 
 
+def test_the_best_vae_keeps_its_decoder_for_samples_and_ais_not_its_encoder(tiny_run, capsys):
+    from bench.scores import FID
+
+    req, out = tiny_run
+    done = [t for t in trials(out, req.protocol, "vae") if t.state == optuna.trial.TrialState.COMPLETE]
+    best = Path(min(done, key=lambda t: (FID.record_key(t.user_attrs["best"]), t.number)).user_attrs["folder"])
+    kept = torch.load(best / "weights-best.pt", weights_only=True)["weights"]
+    assert {k.split(".")[0] for k in kept} == {"decoder"}
+    code, _, err = run_cli(["score", "--checkpoint", str(best), "--nll", "bound"], capsys)
+    assert_one_line_error(code, err, "kept only the decoder", "encoder", "--keep weights")
+    assert not (best / "nll-bound.json").exists()
+    code, _, err = run_cli(["score", "--checkpoint", str(best), "--nll", "ais", "--ais-steps", "5", "--ais-chains",
+                            "2", "--ais-leapfrog", "2", "--n", "2", "--device", "cpu", "--no-progress"], capsys)
+    assert code == 0, err
+    assert math.isfinite(json.loads((best / "nll-ais.json").read_text())["metrics"]["ais_nll_nats"])
+
+
 def test_keep_weights_keeps_every_trials(blob_folder, tmp_path):
     req = request(blob_folder, tmp_path / "run", models=("ns_gan",), budget=2, keep="weights")
     run_study(req)
     done = trials(req.out, req.protocol, "ns_gan")
     assert len(done) == 2 and all("weights-best.pt" in _kept(t) for t in done)
     assert not any((Path(t.user_attrs["folder"]) / "checkpoint.pt").exists() for t in done)
+
+
+def test_keep_weights_keeps_a_vaes_encoder_for_its_bound(blob_folder, tmp_path, capsys):
+    req = request(blob_folder, tmp_path / "run", models=("vae",), budget=1, keep="weights")
+    run_study(req)
+    folder = Path(trials(req.out, req.protocol, "vae")[0].user_attrs["folder"])
+    kept = torch.load(folder / "weights-best.pt", weights_only=True)["weights"]
+    assert {k.split(".")[0] for k in kept} == {"encoder", "decoder"}
+    code, _, err = run_cli(["score", "--checkpoint", str(folder), "--nll", "bound", "--nll-k", "2", "--n", "4",
+                            "--device", "cpu", "--no-progress"], capsys)
+    assert code == 0, err
 
 
 def test_same_configurations_on_every_dataset(tiny_run, tmp_path):
