@@ -23,7 +23,8 @@ Tensor = torch.Tensor
 Penalty = Callable[[Callable[[Tensor], Tensor], Tensor, Tensor, torch.Generator], Tensor]
 
 
-def gan_search_space(defaults: dict, wide: Optional[dict] = None, narrow: Optional[dict] = None) -> SearchSpace:
+def gan_search_space(defaults: dict, wide: Optional[dict] = None, narrow: Optional[dict] = None,
+                     domains: Optional[dict] = None) -> SearchSpace:
     """The ranges every GAN shares (PROTOCOL §4) plus a model's own entries.
 
     Narrow ranges keep the D batch-norm switch searched unless a model fixes it (WGAN-GP and
@@ -41,7 +42,8 @@ def gan_search_space(defaults: dict, wide: Optional[dict] = None, narrow: Option
         "disc_iters": Fixed(1),
         "d_batch_norm": Choice((True, False)),
     }
-    return SearchSpace(defaults=defaults, wide={**shared_wide, **(wide or {})}, narrow={**shared_narrow, **(narrow or {})})
+    return SearchSpace(defaults=defaults, wide={**shared_wide, **(wide or {})}, narrow={**shared_narrow, **(narrow or {})},
+                       domains=domains or {})
 
 
 class GAN(GenerativeModel):

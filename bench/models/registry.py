@@ -105,6 +105,7 @@ def _load_builtins() -> None:
     import bench.models.vae_variants  # noqa: F401
     import bench.models.pixelcnn  # noqa: F401
     import bench.models.realnvp  # noqa: F401
+    import bench.models.unrolled  # noqa: F401
 
     try:
         from importlib.metadata import entry_points
@@ -120,10 +121,11 @@ def _load_builtins() -> None:
         pass
 
 
-# The study's eight in its table order, then the other built-ins, then plug-ins as registered
-# (a test or a plug-in may import a built-in module directly, which registers it early).
+# The study's eight in its table order, then the other built-ins in the order they were added (a
+# model's place fixes its colour in every report: bench/reports/style.py), then plug-ins as
+# registered (a test or a plug-in may import a built-in module directly, which registers it early).
 BUILTIN_ORDER = ("mm_gan", "ns_gan", "lsgan", "wgan", "wgan_gp", "dragan", "began", "vae",
-                 "beta_vae", "vae_dl", "aae", "pixelcnn", "realnvp")
+                 "beta_vae", "vae_dl", "aae", "pixelcnn", "realnvp", "unrolled_gan")
 
 
 def model_names() -> list[str]:
