@@ -3,6 +3,7 @@ own storage guess, app and JSON API, called as the browser calls them, with no s
 
 import io
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -26,8 +27,11 @@ def dashboard_get(app, path: str) -> dict:
 
 @pytest.fixture(params=["fresh", "2026-11 fixture"])
 def run_folder(request, tmp_path, capsys):
+    """A run of today's format (README command 1's, where .ci/run names it), and the 2026-11 fixture."""
     if request.param == "2026-11 fixture":
         return Path(shutil.copytree(FIXTURE, tmp_path / "old"))
+    if os.environ.get("BENCH_QUICK_RUN"):
+        return Path(os.environ["BENCH_QUICK_RUN"])
     out = tmp_path / "triangles"
     code, _, err = run_cli(["run", "--model", "ns_gan,wgan", "--dataset", "triangles", "--budget", "2", "--preset",
                             "quick", "--steps", "2", "--eval-every", "2", "--eval-samples", "16", "--extractor",
