@@ -10,7 +10,6 @@ numerics (bench/numerics.py). A trial stops at its first non-finite loss or samp
 
 from __future__ import annotations
 
-import io
 import platform
 import sys
 import time
@@ -18,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -28,7 +26,7 @@ from bench.data import get_dataset
 from bench.data.device_batches import DeviceBatches
 from bench.devices import device_name
 from bench.errors import BenchError
-from bench.files import atomic_write, now
+from bench.files import now
 from bench.loss_monitor import LossMonitor
 from bench.preflight import check_splits
 from bench.progress import shown
@@ -37,6 +35,7 @@ from bench.models import build_model
 from bench.numerics import Numerics, numerics_named
 from bench.scores import FID, score_for
 from bench.records.evaluation import EvalRecord
+from bench.records.sample_grid import grid_image, save_grid
 from bench.records.trial_folder import FINISHED, TrialFolder, TrialState
 from bench.trial_log import open_log
 
@@ -291,8 +290,8 @@ class _Trial:
         if not losses and self.losses_at_checkpoint and self.step == self.checkpoint_step:
             losses = self.losses_at_checkpoint  # re-evaluated at the checkpoint's step: no steps were taken
         self.last_losses = {self.step: losses}
-        grid = _grid_image(samples[:64])
-        _save_grid(self.folder.sample_grid_path(self.step), grid)
+        grid = grid_image(samples[:64])
+        save_grid(self.folder.sample_grid_path(self.step), grid)
         self.eval_seconds += time.perf_counter() - t0
         self.last_fid = metrics.get("fid")
 
@@ -392,21 +391,3 @@ def _postfix(latest: dict, fid: Optional[float]) -> dict:
     if fid is not None:
         out["fid"] = f"{fid:.2f}"
     return out
-
-
-def _grid_image(samples: torch.Tensor) -> np.ndarray:
-    """Samples as one 8-wide uint8 grid, HW (grey) or HWC: the PNG of the folder and the log's image."""
-    from torchvision.utils import make_grid
-
-    grid = make_grid(samples.detach().float().cpu().clamp(0, 1), nrow=8, padding=1, pad_value=1.0)
-    array = grid.mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-    return array[..., 0] if samples.shape[1] == 1 else array
-
-
-def _save_grid(path: Path, grid: np.ndarray) -> None:
-    from PIL import Image
-
-    image = Image.fromarray(grid)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    atomic_write(path, lambda f: f.write(buffer.getvalue()))

@@ -8,7 +8,7 @@
     weights-last.pt   the same at the last point of a completed trial, where it is not the best; both
                       are removed once another trial of the study ends better (`--keep best`,
                       bench/studies/kept_weights.py), unless --keep weights or checkpoints
-    samples/          a sample grid per evaluation point
+    samples/          a sample grid per evaluation point (bench/records/sample_grid.py)
     tensorboard/      with --log tensorboard: the losses, metrics and grids as TensorBoard events
                       (a view of the files above, for watching a run; bench/trial_log.py)
     error.log         the traceback of a trial that failed

@@ -30,12 +30,8 @@ def model_styles(models: Iterable[str]) -> dict[str, Style]:
 
     order = {name: i for i, name in enumerate(model_names())}
     wanted = set(models)
-    ranked = sorted(wanted, key=lambda m: (order.get(m, len(order)), m))
     # Registered models keep their registry place even when the run holds only some of them.
-    places, extra = {}, len(order)
-    for model in ranked:
-        if model in order:
-            places[model] = order[model]
-        else:
-            places[model], extra = extra, extra + 1
-    return {m: Style(PALETTE[i % len(PALETTE)], MARKERS[i % len(MARKERS)]) for m, i in places.items()}
+    places = {m: order[m] for m in wanted if m in order}
+    places.update({m: len(order) + i for i, m in enumerate(sorted(wanted - set(order)))})
+    return {m: Style(PALETTE[i % len(PALETTE)], MARKERS[i % len(MARKERS)])
+            for m, i in sorted(places.items(), key=lambda item: item[1])}
