@@ -32,7 +32,8 @@ pytestmark = pytest.mark.skipif(not (URL and STOP and START),
                                 "and BENCH_TEST_PG_START (as .ci/run does)")
 PLUGINS = Path(__file__).resolve().parents[1] / "plugins" / "fault_gans.py"
 SLOTS, WORKERS, KILLS, STEPS = 32, 8, 20, 40
-OUTAGE_S = 12  # long enough that every live worker's next database call fails and must retry
+SLEEP_S = 0.15  # per training step of the Sleepy plug-in: one trial sleeps STEPS * SLEEP_S = 6 s
+OUTAGE_S = 12  # twice one trial's sleep, so workers end or claim trials while the server is down
 
 
 def test_workers_killed_at_random_and_a_database_restart_lose_and_repeat_nothing(tmp_path):
@@ -44,7 +45,7 @@ def test_workers_killed_at_random_and_a_database_restart_lose_and_repeat_nothing
         study = open_study(StudyStore(URL), protocol, model)
         enqueue_search(study, protocol, model, SLOTS)
     out = tmp_path / "out"
-    env = {**os.environ, "BENCH_TEST_SLEEP": "0.15", "BENCH_THREADS": "1"}
+    env = {**os.environ, "BENCH_TEST_SLEEP": str(SLEEP_S), "BENCH_THREADS": "1"}
     command = [sys.executable, "-m", "bench", "worker", "--storage", URL, "--study", study.name, "--out", str(out),
                "--device", "cpu", "--no-progress", "--quiet"]
     logs = tmp_path / "logs"
