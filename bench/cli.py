@@ -90,6 +90,9 @@ OPTIONS = {
                 "reference split"),
     "--numerics": (dict(choices=CHOICES["numerics"]), "float32 (as the study); tf32: TF32 matmuls and "
                    "convolutions on CUDA; float64: a slow reference for checking two code paths agree"),
+    "--arch": (dict(choices=CHOICES["arch"]), "the networks the models are built on: infogan (the study's), "
+               "dcgan (Radford et al. 2016) or sndcgan (Miyato et al. 2018); `bench list architectures`, and "
+               "`bench list models` for the models each takes"),
     "--search": (dict(choices=CHOICES["search"]), "search ranges (PROTOCOL §4)"),
     "--match": (dict(choices=CHOICES["match"]), "what is held equal across models: steps (the study) or the "
                 "FLOPs ns_gan spends"),
@@ -172,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     listing = command("list", commands.listing, help="list registered " + ", ".join(commands.LISTERS))
     listing.add_argument("what", choices=list(commands.LISTERS), help="what to list")
+    add_options(listing, "--arch")
 
     train = command(
         "train", commands.train,
@@ -297,6 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     rank.add_argument("--dataset", required=True, help="the dataset of the run in --against")
     rank.add_argument("--budget", required=True, type=_positive_int, help="configurations of the new model")
     rank.add_argument("--against", required=True, type=Path, help="run folder (or a folder of run folders)")
+    add_options(rank, "--arch")
     add_options(rank, "--jobs", "--pack", "--max-retries", *CHECKPOINT_OPTIONS, "--draws", *MACHINE_OPTIONS)
     return parser
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from bench.defaults import STUDY_KEYS, TRIAL_KEYS
+from bench.defaults import DEFAULTS, STUDY_KEYS, TRIAL_KEYS
 from bench.errors import BenchError
 from bench.preflight import check_out_file, check_trial_inputs
 
@@ -27,10 +27,16 @@ def _checkpoint_flags(args) -> dict:
     return {"checkpoint_every": args.checkpoint_every, "keep": args.keep, "log": args.log}
 
 
-def _list_models() -> list[dict]:
+def _list_models(arch: str) -> list[dict]:
     from bench.models.catalog import model_rows
 
-    return model_rows()
+    return model_rows(arch)
+
+
+def _list_architectures() -> list[dict]:
+    from bench.models.catalog import architecture_rows
+
+    return architecture_rows()
 
 
 def _list_datasets() -> list[dict]:
@@ -57,13 +63,17 @@ def _list_metrics() -> list[dict]:
     return listing()
 
 
-LISTERS = {"models": _list_models, "datasets": _list_datasets, "metrics": _list_metrics}
+LISTERS = {"models": _list_models, "architectures": _list_architectures, "datasets": _list_datasets,
+           "metrics": _list_metrics}
 
 
 def listing(args) -> int:
     from bench.textfmt import format_table
 
-    print(format_table(LISTERS[args.what]()))
+    if args.arch is not None and args.what != "models":
+        raise BenchError(f"--arch applies to `bench list models` (sizes on that architecture), not to {args.what}")
+    lister = LISTERS[args.what]
+    print(format_table(lister(args.arch or DEFAULTS["arch"]) if args.what == "models" else lister()))
     return 0
 
 
@@ -164,7 +174,7 @@ def run(args) -> int:
     from bench.textfmt import format_table
 
     protocol = resolve_protocol(args.dataset, args.preset, **_protocol_flags(args, TRIAL_KEYS + STUDY_KEYS))
-    models = parse_models(args.model, get_dataset(protocol.dataset).info.image_shape)
+    models = parse_models(args.model, get_dataset(protocol.dataset).info.image_shape, protocol.arch)
     out = args.out or Path("runs") / _slug(args.dataset)
     seeds = preset_seeds(args.preset) if args.seeds is None else args.seeds
     if args.storage:
@@ -273,7 +283,9 @@ def rank(args) -> int:
     from bench.scores import score_for
     from bench.textfmt import format_table
 
-    ranking = rank_model(args.model, args.dataset, args.budget, args.against, jobs=args.jobs, pack=args.pack, draws=args.draws,
+    ranking = rank_model(args.model, args.dataset, args.budget, args.against, arch=args.arch or DEFAULTS["arch"],
+                         jobs=args.jobs,
+                         pack=args.pack, draws=args.draws,
                          max_retries=args.max_retries, **_checkpoint_flags(args), **_machine_flags(args))
     score = score_for(args.dataset)
     print(f"ranking at budget {ranking.budget} (bootstrap mean of the {score.best_word} "

@@ -37,6 +37,7 @@ class TrialConfig:
     nll_k: int = 0
     nll_n: int = 0
     numerics: str = "float32"  # bench/numerics.py: the floating-point flags it trains under
+    arch: str = "infogan"  # the networks it is built on (bench/models/architectures.py)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -194,11 +195,14 @@ def trial_config(model: str, dataset: str, model_cls, values: dict, hparams: dic
                  batch_size: int = BATCH_SIZE) -> TrialConfig:
     """The only constructor of trial configurations, from checked protocol values: implicit models
     have no likelihood, so their NLL settings are 0, 0 whatever the protocol says."""
+    from bench.models.architectures import check_model_architecture
+
+    check_model_architecture(model_cls, values["arch"])
     nll_k, nll_n = (values["nll_k"], values["nll_n"]) if model_cls.explicit else (0, 0)
     return TrialConfig(model=model, dataset=dataset, hparams=dict(hparams), steps=values["steps"],
                        eval_every=values["eval_every"], eval_samples=values["eval_samples"], seed=seed,
                        batch_size=batch_size, extractor=values["extractor"], nll_k=nll_k, nll_n=nll_n,
-                       numerics=values["numerics"])
+                       numerics=values["numerics"], arch=values["arch"])
 
 
 def make_trial_config(
@@ -215,15 +219,17 @@ def make_trial_config(
     nll_k: Optional[int] = None,
     nll_n: Optional[int] = None,
     numerics: Optional[str] = None,
+    arch: Optional[str] = None,
 ) -> TrialConfig:
     """One trial under the study's protocol for the dataset (PROTOCOL §3); None takes the default."""
     from bench.data import get_dataset
     from bench.models import get_model_class
+    from bench.models.architectures import own_networks
 
     model_cls = get_model_class(model)
     info = get_dataset(dataset).info
     given = {"steps": steps, "eval_every": eval_every, "eval_samples": eval_samples, "extractor": extractor,
-             "nll_k": nll_k, "nll_n": nll_n, "numerics": numerics}
+             "nll_k": nll_k, "nll_n": nll_n, "numerics": numerics, "arch": arch}
     values = check_protocol(info, given, {k: v for k, v in study_defaults(info).items() if k in TRIAL_KEYS})
     seed = DEFAULTS["seed"] if seed is None else seed
     try:
@@ -237,6 +243,9 @@ def make_trial_config(
     outside = model_cls.search_space.outside_search({k: hparams[k] for k in overrides or {}})
     if outside:
         print(f"bench: warning: {', '.join(outside)}: outside what the study searches, trained as asked",
+              file=sys.stderr)
+    if arch is not None and own_networks(model_cls):
+        print(f"bench: warning: {model_cls.name} has networks of its own: --arch {arch} does not change them",
               file=sys.stderr)
     return trial_config(model, dataset, model_cls, values, hparams, seed)
 

@@ -24,6 +24,7 @@ DEFAULTS = {
     "nll_k": 1000,  # importance samples for reported VAE numbers (PROTOCOL §5)
     "nll_n": FROM_DATASET,  # test images of the NLL: the whole reference split
     "numerics": "float32",  # true float32 as the study trained (TF32 off; bench/numerics.py)
+    "arch": "infogan",  # the networks every model is built on (bench/models/architectures.py)
     "search": "wide",  # PROTOCOL §4 search ranges
     "match": "steps",  # what is held equal across models
     "batch_size": 64,  # PROTOCOL §1, for every model and dataset; no option changes it
@@ -57,6 +58,7 @@ DEFAULTS = {
 CHOICES = {
     "extractor": ("inception", "tiny"),
     "numerics": ("float32", "tf32", "float64"),
+    "arch": ("infogan", "dcgan", "sndcgan"),  # bench/models/architectures.py registers these
     "search": ("wide", "narrow"),
     "match": ("steps", "flops"),
     "nll": ("bound", "ais"),  # `bench score --checkpoint DIR --nll METHOD`
@@ -66,7 +68,7 @@ CHOICES = {
 }
 
 # The protocol values a trial configuration holds (TrialConfig), and those a study adds (RunProtocol).
-TRIAL_KEYS = ("steps", "eval_every", "eval_samples", "extractor", "nll_k", "nll_n", "numerics")
+TRIAL_KEYS = ("steps", "eval_every", "eval_samples", "extractor", "nll_k", "nll_n", "numerics", "arch")
 STUDY_KEYS = ("search", "match")
 
 

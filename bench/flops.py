@@ -14,6 +14,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
+from bench.models.architectures import DEFAULT_ARCH
+
 
 class _FlopCount(TorchDispatchMode):
     """torch's own per-operator FLOP formulas (those of FlopCounterMode), without its module
@@ -36,8 +38,8 @@ SCHEDULE_WINDOW = 840  # steps over which a G/D schedule is averaged: a multiple
 
 
 @lru_cache(maxsize=256)
-def _step_flops(model: str, image_shape: tuple, hparams: tuple, batch_size: int, step: int) -> int:
-    instance = _meta_model(model, image_shape, hparams)
+def _step_flops(model: str, image_shape: tuple, hparams: tuple, batch_size: int, arch: str, step: int) -> int:
+    instance = _meta_model(model, image_shape, hparams, arch)
     instance.steps = step  # what this step updates follows the model's own schedule
     real = torch.empty(batch_size, *image_shape, device="meta")
     with _FlopCount() as counter:
@@ -45,18 +47,18 @@ def _step_flops(model: str, image_shape: tuple, hparams: tuple, batch_size: int,
     return counter.total
 
 
-def _meta_model(model: str, image_shape: tuple, hparams: tuple):
+def _meta_model(model: str, image_shape: tuple, hparams: tuple, arch: str):
     from bench.models import build_model
 
     with torch.device("meta"):
-        return build_model(model, image_shape, dict(hparams), "meta")
+        return build_model(model, image_shape, dict(hparams), "meta", arch)
 
 
-def flops_per_step(model: str, image_shape, hparams: dict, batch_size: int = 64) -> float:
+def flops_per_step(model: str, image_shape, hparams: dict, batch_size: int = 64, arch: str = DEFAULT_ARCH) -> float:
     """Average FLOPs of one training step over the model's own G/D schedule
     (`generator_step_due`: G every `disc_iters` steps for GANs, every step for the others)."""
-    key = (model, tuple(image_shape), tuple(sorted(hparams.items())), batch_size)
-    schedule = _meta_model(model, key[1], key[2])
+    key = (model, tuple(image_shape), tuple(sorted(hparams.items())), batch_size, arch)
+    schedule = _meta_model(model, key[1], key[2], arch)
     due = [schedule.generator_step_due(s) for s in range(1, SCHEDULE_WINDOW + 1)]
     with_g = _step_flops(*key, step=0)  # step 0 always updates G
     if all(due):

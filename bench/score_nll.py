@@ -60,7 +60,7 @@ def score_checkpoint_nll(checkpoint_dir: Path, method: str, *, n: Optional[int] 
     if not 1 <= n <= len(reference):
         raise BenchError(f"--n {n} must lie in 1..{len(reference)} (the evaluation split of {config.dataset})")
     torch_device = torch.device(resolve_device(device))
-    model = build_model(config.model, data.info.image_shape, config.hparams, torch_device)
+    model = build_model(config.model, data.info.image_shape, config.hparams, torch_device, config.arch)
     # A trial in progress (or kept with --keep checkpoints) is scored at its checkpoint; an ended
     # one at its last point's kept weights (the best point's where they are the same).
     checkpoint = folder.load_checkpoint(config, torch_device)

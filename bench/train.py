@@ -124,7 +124,7 @@ class _Trial:
                      eval_samples=config.eval_samples, nll_n=config.nll_n)
 
         torch.manual_seed(config.seed)  # initialisation runs on the CPU: the same weights on every device
-        self.model = build_model(config.model, dataset.info.image_shape, config.hparams, self.device)
+        self.model = build_model(config.model, dataset.info.image_shape, config.hparams, self.device, config.arch)
         self.model.to(numerics_named(config.numerics).torch_dtype)  # float32 weights, cast for a float64 reference
         self.rng = torch.Generator(device=self.device)
         self.rng.manual_seed(config.seed)
@@ -381,7 +381,7 @@ def _flops_per_step(config: TrialConfig, image_shape) -> Optional[float]:
     from bench.flops import flops_per_step
 
     try:
-        return flops_per_step(config.model, tuple(image_shape), config.hparams, config.batch_size)
+        return flops_per_step(config.model, tuple(image_shape), config.hparams, config.batch_size, config.arch)
     except Exception:
         return None
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from bench.config import RunOptions, make_trial_config
+from bench.defaults import preset_names
 from bench.errors import BenchError
 from bench.metrics import extract_features
 from bench.metrics.feature_extractor_tiny import TinyExtractor
@@ -104,7 +105,7 @@ def test_a_trial_trains_under_its_numerics_and_records_them(name, blob_folder, t
 
 
 def test_the_presets_train_in_true_float32_and_old_protocols_keep_their_names():
-    for preset in ("paper", "quick"):
+    for preset in preset_names():
         assert resolve_protocol("mnist", preset).numerics == "float32"
     assert resolve_protocol("mnist", "quick", numerics="tf32").numerics == "tf32"
     with pytest.raises(BenchError, match="unknown numerics 'bf16'"):

@@ -8,7 +8,7 @@ import pytest
 
 from bench import cli
 from bench.config import TrialConfig, make_trial_config
-from bench.defaults import CHOICES, DEFAULTS, load_preset
+from bench.defaults import CHOICES, DEFAULTS, load_preset, preset_names, preset_seeds
 from bench.errors import BenchError
 from bench.studies.protocol import RunProtocol, resolve_protocol
 from bench.records.trial_folder import TrialFolder
@@ -23,6 +23,7 @@ MINIMAL = {
     "worker": ["worker", "--storage", "s", "--study", "x"],
     "report": ["report", "d"],
     "rank": ["rank", "--model", "m", "--dataset", "d", "--budget", "1", "--against", "a"],
+    "list": ["list", "models"],
 }
 
 
@@ -133,6 +134,10 @@ def test_a_flag_given_wins_over_the_preset_and_a_flag_not_given_takes_it():
     assert (quick.steps, quick.nll_k, quick.nll_n, quick.search) == (30, 16, 256, DEFAULTS["search"])
     given = resolve_protocol("triangles", "quick", steps=8, nll_k=3, numerics="tf32", search="narrow")
     assert (given.steps, given.nll_k, given.numerics, given.search) == (8, 3, "tf32", "narrow")
+    # The CPU preset: the smallest protocol under which the GANs' defaults draw triangles (README).
+    cpu = resolve_protocol("triangles", "cpu")
+    assert (cpu.steps, cpu.eval_every, cpu.eval_samples, cpu.extractor, cpu.nll_k) == (3000, 1000, 256, "inception", 16)
+    assert preset_seeds("cpu") == 0 and cpu.arch == "infogan"
 
 
 def test_train_and_run_build_the_same_trial_from_the_same_values(blob_folder):
@@ -147,7 +152,8 @@ def test_train_and_run_build_the_same_trial_from_the_same_values(blob_folder):
 
 
 def test_the_presets_only_set_what_a_preset_may_set(monkeypatch, tmp_path, capsys):
-    for name in ("paper", "quick"):
+    assert preset_names() == ["cpu", "paper", "quick"]
+    for name in preset_names():
         load_preset(name)
     (tmp_path / "typo.toml").write_text('description = "x"\neval_sample = 10\n')
     monkeypatch.setattr("bench.defaults._presets", lambda: tmp_path)

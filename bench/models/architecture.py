@@ -1,4 +1,4 @@
-"""The study's one fixed architecture ("InfoGAN-style", PROTOCOL §2), shared by every model.
+"""The study's one fixed architecture ("InfoGAN-style", PROTOCOL §2): `--arch infogan`, the default.
 
 Layer sizes depend only on the image shape (C, H, W) with H and W divisible by 4, so every
 model on a dataset has the same generator and a discriminator of the same size.
@@ -165,3 +165,18 @@ class AutoencoderDiscriminator(nn.Module):
 
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
+
+
+def _infogan_generator(image_shape, z_dim: int = Z_DIM, decoder: bool = False, out_channels=None) -> Generator:
+    return Generator(image_shape, z_dim, activation="relu" if decoder else "lrelu", out_channels=out_channels)
+
+
+def _register() -> None:
+    from bench.models.architectures import Architecture, register_architecture
+
+    register_architecture(Architecture(
+        name="infogan", generator=_infogan_generator, discriminator=Discriminator,
+        reference="the study's InfoGAN-style networks (Lucic et al. 2018, PROTOCOL §2)"))
+
+
+_register()

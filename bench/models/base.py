@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from bench.models.architecture import Z_DIM
+from bench.models.architectures import DEFAULT_ARCH, get_architecture
 from bench.models.search_space import SearchSpace
 
 
@@ -43,11 +44,16 @@ class GenerativeModel(nn.Module):
     # network whose cost is its arithmetic; a sampler whose cost is its kernel launches (PixelCNN:
     # a fixed number per call, whatever the batch) takes them all in one.
     generate_batch: ClassVar[int] = 500
+    # The architectures (bench/models/architectures.py) whose generator and discriminator bodies
+    # this model can be built on, from `self.architecture`; None: networks of its own, the same
+    # under every `--arch`. A model that builds the study's networks directly stays on infogan.
+    architectures: ClassVar[Optional[tuple]] = (DEFAULT_ARCH,)
 
-    def __init__(self, image_shape: tuple[int, int, int], hparams: Optional[dict] = None):
+    def __init__(self, image_shape: tuple[int, int, int], hparams: Optional[dict] = None, arch: str = DEFAULT_ARCH):
         super().__init__()
         self.image_shape = tuple(int(v) for v in image_shape)
         self.hparams = self.search_space.resolve(hparams)
+        self.architecture = get_architecture(arch)
         self.steps = 0  # training steps taken (one discriminator update each, for GANs)
         self.g_steps = 0  # generator updates taken
         self._opts: Dict[str, torch.optim.Optimizer] = {}

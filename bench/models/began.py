@@ -33,8 +33,11 @@ class BEGAN(GAN):
         narrow={"gamma": Uniform(0.6, 0.9), "lambda_k": Fixed(1e-3)},
     )
 
-    def __init__(self, image_shape, hparams=None):
-        super().__init__(image_shape, hparams)
+    # Its autoencoder discriminator exists in the study's form only.
+    architectures = ("infogan",)
+
+    def __init__(self, image_shape, hparams=None, arch: str = "infogan"):
+        super().__init__(image_shape, hparams, arch)
         # A buffer: it lives on the device (no host round trip per step) and in state_dict().
         self.register_buffer("k", torch.zeros(()))
 

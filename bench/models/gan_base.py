@@ -14,7 +14,8 @@ from typing import Callable, ClassVar, Dict, Optional
 
 import torch
 
-from bench.models.architecture import Discriminator, Generator, count_parameters
+from bench.models.architecture import count_parameters
+from bench.models.architectures import DEFAULT_ARCH
 from bench.models.base import GenerativeModel, frozen
 from bench.models.losses import AdversarialLoss
 from bench.models.search_space import Choice, Fixed, LogUniform, SearchSpace, Uniform
@@ -47,7 +48,7 @@ def gan_search_space(defaults: dict, wide: Optional[dict] = None, narrow: Option
 
 
 class GAN(GenerativeModel):
-    """A GAN on the fixed architecture, trained with the loss (and penalty) its subclass names."""
+    """A GAN on one of the shared architectures, trained with the loss (and penalty) its subclass names."""
 
     family = "gan"
     noise = "uniform"
@@ -55,14 +56,15 @@ class GAN(GenerativeModel):
     loss: ClassVar[AdversarialLoss]
     penalty: ClassVar[Optional[Penalty]] = None  # weighted by hparams["lambda"]
     fresh_z_for_generator: ClassVar[bool] = False  # WGAN-GP draws a new z for its G step
+    architectures = ("infogan", "dcgan", "sndcgan")
 
-    def __init__(self, image_shape, hparams=None):
-        super().__init__(image_shape, hparams)
-        self.G = Generator(self.image_shape, self.z_dim)
+    def __init__(self, image_shape, hparams=None, arch: str = DEFAULT_ARCH):
+        super().__init__(image_shape, hparams, arch)
+        self.G = self.architecture.generator(self.image_shape, self.z_dim)
         self.D = self.build_discriminator()
 
     def build_discriminator(self) -> torch.nn.Module:
-        return Discriminator(self.image_shape, batch_norm=self.hparams["d_batch_norm"])
+        return self.architecture.discriminator(self.image_shape, batch_norm=self.hparams["d_batch_norm"])
 
     # Optimisers are created lazily, after the model has been moved to its device, so that
     # fused CUDA Adam can be chosen and their state lives next to the parameters.

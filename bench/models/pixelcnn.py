@@ -111,6 +111,7 @@ class PixelCNN(GenerativeModel):
     # (whose row activations for 10,000 samples of 32x32x3 are a few GB).
     generate_batch = 10_000
     search_space = adam_search_space(lr=3e-4, beta1=0.9, narrow_beta1=0.9)
+    architectures = None  # its own networks: the same under every --arch
 
     def __init__(self, image_shape, hparams=None):
         super().__init__(image_shape, hparams)

@@ -130,6 +130,7 @@ class RealNVP(GenerativeModel):
     exact_likelihood = True
     noise = "normal"
     search_space = adam_search_space(lr=1e-3, beta1=0.9, narrow_beta1=0.9)
+    architectures = None  # its own networks: the same under every --arch
 
     def __init__(self, image_shape, hparams=None):
         super().__init__(image_shape, hparams)

@@ -203,7 +203,11 @@ def check_model_output(cls, image_shape: tuple[int, int, int]) -> None:
                          "(images in [0,1], channels first)")
 
 
-def build_model(spec: str, image_shape: tuple[int, int, int], hparams: Optional[dict] = None, device="cpu"):
-    """Instantiate a model on `device`; its optimisers are created there on first use."""
+def build_model(spec: str, image_shape: tuple[int, int, int], hparams: Optional[dict] = None, device="cpu",
+                arch: str = "infogan"):
+    """Instantiate a model on `device`, built on `arch`; its optimisers are created there on first use."""
+    from bench.models.architectures import check_model_architecture, takes_arch
+
     cls = get_model_class(spec)
-    return cls(image_shape, hparams).to(device)
+    check_model_architecture(cls, arch)
+    return cls(image_shape, hparams, **({"arch": arch} if takes_arch(cls) else {})).to(device)

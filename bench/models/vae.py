@@ -19,7 +19,8 @@ from typing import Dict
 import torch
 import torch.nn.functional as F
 
-from bench.models.architecture import Discriminator, Generator, count_parameters
+from bench.models.architecture import count_parameters
+from bench.models.architectures import DEFAULT_ARCH
 from bench.models.base import GenerativeModel
 from bench.models.registry import register_model
 from bench.models.search_space import Choice, SearchSpace, adam_search_space
@@ -65,12 +66,16 @@ class VAE(GenerativeModel):
     # training objective is the bound it reports (vae_dl) sets this False.
     channel_mean_reconstruction: bool = True
 
-    def __init__(self, image_shape, hparams=None):
-        super().__init__(image_shape, hparams)
+    # Encoder and decoder are the architecture's D and G bodies; not SNDCGAN's, whose spectral norm
+    # is a constraint on a GAN's critic, not part of an encoder.
+    architectures = ("infogan", "dcgan")
+
+    def __init__(self, image_shape, hparams=None, arch: str = DEFAULT_ARCH):
+        super().__init__(image_shape, hparams, arch)
         # .get: a subclass whose own search space predates the switch keeps the encoder's batch norm on.
-        self.encoder = Discriminator(self.image_shape, batch_norm=self.hparams.get("encoder_batch_norm", True),
-                                     out_dim=2 * self.z_dim)
-        self.decoder = Generator(self.image_shape, self.z_dim, activation="relu")
+        self.encoder = self.architecture.discriminator(
+            self.image_shape, batch_norm=self.hparams.get("encoder_batch_norm", True), out_dim=2 * self.z_dim)
+        self.decoder = self.architecture.generator(self.image_shape, self.z_dim, decoder=True)
 
     def parameter_counts(self) -> Dict[str, int]:
         return {"encoder": count_parameters(self.encoder), "decoder": count_parameters(self.decoder)}

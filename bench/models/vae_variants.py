@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.models.architecture import Discriminator, Generator, count_parameters
+from bench.models.architecture import count_parameters
+from bench.models.architectures import DEFAULT_ARCH
 from bench.models.base import GenerativeModel
 from bench.models.registry import register_model
 from bench.models.search_space import LogUniform
@@ -71,9 +72,10 @@ class DiscretizedLogisticVAE(VAE):
     # Not the study's model: it trains on the ELBO whose bound in bits/dim it reports.
     channel_mean_reconstruction = False
 
-    def __init__(self, image_shape, hparams=None):
-        super().__init__(image_shape, hparams)
-        self.decoder = Generator(self.image_shape, self.z_dim, activation="relu", out_channels=2 * self.image_shape[0])
+    def __init__(self, image_shape, hparams=None, arch: str = DEFAULT_ARCH):
+        super().__init__(image_shape, hparams, arch)
+        self.decoder = self.architecture.generator(self.image_shape, self.z_dim, decoder=True,
+                                                   out_channels=2 * self.image_shape[0])
 
     def split(self, decoded: Tensor) -> tuple[Tensor, Tensor]:
         """(means in [0,1], log-scales clamped to [-7, 2]) of the decoder's 2C output channels."""
@@ -97,11 +99,13 @@ class AdversarialAutoencoder(GenerativeModel):
     kept_networks = ("decoder",)  # it has no likelihood of its own: samples and AIS need only the decoder
     search_space = vae_search_space(**{"lambda": (1.0, LogUniform(-1, 1), LogUniform(-0.5, 0.5))})
 
-    def __init__(self, image_shape, hparams=None):
-        super().__init__(image_shape, hparams)
-        self.encoder = Discriminator(self.image_shape, batch_norm=self.hparams.get("encoder_batch_norm", True),
-                                     out_dim=self.z_dim)
-        self.decoder = Generator(self.image_shape, self.z_dim, activation="relu")
+    architectures = ("infogan", "dcgan")  # as the VAEs': the architecture's D and G bodies
+
+    def __init__(self, image_shape, hparams=None, arch: str = DEFAULT_ARCH):
+        super().__init__(image_shape, hparams, arch)
+        self.encoder = self.architecture.discriminator(
+            self.image_shape, batch_norm=self.hparams.get("encoder_batch_norm", True), out_dim=self.z_dim)
+        self.decoder = self.architecture.generator(self.image_shape, self.z_dim, decoder=True)
         # The critic works on 64-d codes: a small MLP, as in Makhzani et al. (two hidden layers).
         self.critic = nn.Sequential(nn.Linear(self.z_dim, 512), nn.LeakyReLU(0.2), nn.Linear(512, 512),
                                     nn.LeakyReLU(0.2), nn.Linear(512, 1))

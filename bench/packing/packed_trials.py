@@ -24,16 +24,17 @@ from bench.train import CHECK_EVERY, TrialResult, _Trial, finished_result, run_t
 
 def pack_key(config: TrialConfig, image_shape) -> Optional[tuple]:
     """Trials with equal keys can share a pack; None for a model that trains one at a time."""
-    from bench.models import get_model_class
+    from bench.models import build_model, get_model_class
+    from bench.models.architectures import get_architecture, own_networks
 
     cls = get_model_class(config.model)
     packer = packer_for(cls)
-    if packer is None:
+    if packer is None or not (own_networks(cls) or get_architecture(config.arch).packs):
         return None
     with torch.device("meta"):
-        structure = packer.structure(cls(tuple(image_shape), config.hparams))
-    return (config.model, config.dataset, config.batch_size, config.numerics, tuple(config.evaluation_steps()),
-            structure)
+        structure = packer.structure(build_model(config.model, tuple(image_shape), config.hparams, "meta", config.arch))
+    return (config.model, config.dataset, config.batch_size, config.numerics, config.arch,
+            tuple(config.evaluation_steps()), structure)
 
 
 def run_trials(configs: Sequence[TrialConfig], options: Sequence[RunOptions], pack: int = 1,

@@ -28,6 +28,7 @@ class RunProtocol:
     nll_k: int = NLL_K  # explicit models' NLL: importance samples and test images per evaluation
     nll_n: int = 10000
     numerics: str = "float32"  # bench/numerics.py: the presets train in true float32 (TF32 off)
+    arch: str = "infogan"  # the networks its models are built on (bench/models/architectures.py)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -62,9 +63,9 @@ class RunProtocol:
 
 
 # Protocol fields added after runs were first stored, with the value those runs trained under
-# (float32: nothing had run on CUDA, and on a CPU TF32 does not exist).
+# (float32: nothing had run on CUDA, and on a CPU TF32 does not exist; infogan: the only networks).
 _ABSENT = object()
-ADDED_LATER = {"numerics": "float32"}
+ADDED_LATER = {"numerics": "float32", "arch": "infogan"}
 
 
 def _model_flops(protocol: RunProtocol, model: str, hparams: dict) -> float:
@@ -72,7 +73,7 @@ def _model_flops(protocol: RunProtocol, model: str, hparams: dict) -> float:
     from bench.data import get_dataset
 
     shape = get_dataset(protocol.dataset).info.image_shape
-    return flops_per_step(model, shape, hparams, protocol.batch_size)
+    return flops_per_step(model, shape, hparams, protocol.batch_size, protocol.arch)
 
 
 def _reference_flops(protocol: RunProtocol) -> float:

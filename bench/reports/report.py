@@ -215,7 +215,7 @@ def _header(results: pd.DataFrame) -> list[str]:
         extractor = _first(block, "metric_protocol.extractor.extractor") or p.get("extractor")
         score = score_for(dataset)
         lines.append(f"- **{dataset}** (protocol `{pid}`): trials scored by {score.best_word} "
-                     f"{score.label}; {p.get('search')} search, {p.get('steps')} steps "
+                     f"{score.label}; {p.get('arch')} architecture, {p.get('search')} search, {p.get('steps')} steps "
                      f"(match {p.get('match')}), batch {p.get('batch_size')}, {p.get('numerics', 'float32')} numerics, "
                      f"evaluation every {p.get('eval_every')} "
                      f"steps on {p.get('eval_samples')} samples against {_first(block, 'metric_protocol.n_real') or '?'} "

@@ -78,9 +78,9 @@ def _protocol_line(dataset, pid, protocol: dict, block: pd.DataFrame, score) -> 
     models = block["model"].nunique()
     budgets = block.groupby("model").size()
     budget = f"{budgets.min()}" if budgets.min() == budgets.max() else f"{budgets.min()}–{budgets.max()}"
-    return (f"**{dataset}** (protocol `{pid}`): {models} models × {budget} trials of {protocol.get('steps')} steps, "
-            f"{protocol.get('search')} search, scored by {score.best_word} {score.label} on "
-            f"{protocol.get('eval_samples')} samples every {protocol.get('eval_every')} steps.")
+    return (f"**{dataset}** (protocol `{pid}`): {models} models × {budget} trials of {protocol.get('steps')} steps "
+            f"on the {protocol.get('arch')} architecture, {protocol.get('search')} search, scored by "
+            f"{score.best_word} {score.label} on {protocol.get('eval_samples')} samples every {protocol.get('eval_every')} steps.")
 
 
 def _ranking_table(at_k: pd.DataFrame, done: pd.DataFrame, score) -> pd.DataFrame:

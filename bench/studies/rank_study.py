@@ -34,7 +34,7 @@ class Ranking:
 def rank_model(model_spec: str, dataset: str, budget: int, against: Path, *, jobs: int = DEFAULTS["jobs"],
                pack=DEFAULTS["pack"], max_retries: int = DEFAULTS["max_retries"],
                checkpoint_every: str = DEFAULTS["checkpoint_every"], keep: str = DEFAULTS["keep"],
-               log: str = DEFAULTS["log"],
+               log: str = DEFAULTS["log"], arch: str = DEFAULTS["arch"],
                device: str = DEFAULTS["device"],
                data_root: Optional[Path] = None, inception_weights: Optional[Path] = None, progress: bool = True,
                draws: int = DRAWS, seed: int = 0) -> Ranking:
@@ -46,10 +46,10 @@ def rank_model(model_spec: str, dataset: str, budget: int, against: Path, *, job
     if budget < 1:
         raise BenchError(f"--budget must be a positive integer, got {budget}")
     info = get_dataset(dataset).info
-    run_dir = _run_for(Path(against), info.name)
+    run_dir = _run_for(Path(against), info.name, arch)
     record = RunRecord.require(run_dir)
     protocol = RunProtocol.from_dict(record.protocol, f"the protocol in {run_dir}/run.json")
-    name = parse_models(model_spec, info.image_shape)[0]
+    name = parse_models(model_spec, info.image_shape, protocol.arch)[0]
     # Refused now, not in every trial: absent data, no such device, no Inception weights.
     check_trial_inputs(info.name, batch_size=protocol.batch_size, eval_samples=protocol.eval_samples,
                        nll_n=protocol.nll_n if get_model_class(name).explicit else None,
@@ -72,7 +72,11 @@ def rank_model(model_spec: str, dataset: str, budget: int, against: Path, *, job
 
 
 
-def _run_for(path: Path, dataset: str) -> Path:
+def _run_for(path: Path, dataset: str, arch: str) -> Path:
+    """The run on `dataset` and `arch` among the run folders under `path`: a model is compared
+    with models on the same networks."""
+    from bench.records.protocol import RunProtocol
+
     runs = find_runs(path)
     datasets = {}
     for run in runs:
@@ -81,7 +85,14 @@ def _run_for(path: Path, dataset: str) -> Path:
     if not matching:
         raise BenchError(f"{path} holds no run on {dataset} (it holds: {', '.join(sorted(set(datasets.values())))}); "
                          "a model is ranked only against a run on the same dataset")
-    return matching[0]
+    archs = {run: RunProtocol.from_dict(RunRecord.require(run).protocol).arch for run in matching}
+    on_arch = [run for run in matching if archs[run] == arch]
+    if not on_arch:
+        held = sorted(set(archs.values()))
+        raise BenchError(f"{path} holds no run on {dataset} with the {arch} architecture (its runs on {dataset} are "
+                         f"on: {', '.join(held)}); a model is ranked against models on the same networks: add "
+                         f"--arch {held[0]}")
+    return on_arch[0]
 
 
 def _check_search_space(name: str, search: str) -> None:

@@ -59,20 +59,36 @@ class RunResult:
     summaries: dict = field(default_factory=dict)  # (model, role) -> SlotSummary
 
 
-def parse_models(text: str, image_shape=None) -> list[str]:
+def parse_models(text: str, image_shape=None, arch: str = DEFAULTS["arch"]) -> list[str]:
     """Registered names for `all`, NAME[,NAME...] or FILE.py:Class; with `image_shape`, every
-    model is also built once and its output shape checked, so a broken plug-in fails here."""
-    from bench.models import check_model_output, get_model_class, model_names
+    model is also built once and its output shape checked, so a broken plug-in fails here.
 
-    specs = model_names() if text.strip() == "all" else [t.strip() for t in text.split(",") if t.strip()]
+    A model named that cannot be built on `arch` is refused; `all` means every model that can, and
+    says in one line which it leaves out. Models with networks of their own train under any arch,
+    which a line says when the arch is not the study's."""
+    from bench.models import check_model_output, get_model_class, model_names
+    from bench.models.architectures import check_model_architecture, own_networks, supported_architectures
+
+    everything = text.strip() == "all"
+    specs = model_names() if everything else [t.strip() for t in text.split(",") if t.strip()]
     if not specs:
         raise BenchError("no model given; use --model all or a comma-separated list of names")
-    names = []
+    names, left_out = [], []
     for spec in specs:
         cls = get_model_class(spec)  # one-line error for an unknown name or a broken plug-in
+        if everything and arch not in (supported_architectures(cls) or (arch,)):
+            left_out.append(cls.name)
+            continue
+        check_model_architecture(cls, arch)
         if image_shape is not None and cls.__dict__.get("source"):
             check_model_output(cls, image_shape)
         names.append(cls.name)
+    if left_out:
+        print(f"bench: --model all on the {arch} architecture leaves out {', '.join(left_out)} (built on "
+              "other architectures only; bench list models)", file=sys.stderr)
+    own = [n for n in names if own_networks(get_model_class(n))]
+    if own and arch != DEFAULTS["arch"]:
+        print(f"bench: {', '.join(own)}: networks of their own, the same under every --arch", file=sys.stderr)
     return list(dict.fromkeys(names))
 
 
