@@ -89,16 +89,12 @@ class GatedLayer(nn.Module):
         return v, self.horizontal(h, from_v)
 
 
-@register_model("pixelcnn")
-class PixelCNN(GenerativeModel):
-    """Gated PixelCNN, two stacks, 256-way softmax per sub-pixel (van den Oord et al. 2016).
-
-    Size: 32 filters per colour channel (32 grey, 96 RGB), 8 gated layers (7x7 then 3x3), a 1x1
-    head F → F → 256·C; 0.17M parameters on 28x28x1, small so that a 28x28 step at batch 64
-    stays near a second on two CPU cores (64 filters take about twice as long).
-    Sampling is inverse-CDF, one horizontal-stack pass per sub-pixel (see decode), with z = 2u − 1: one variate per
-    dimension (z_dim = C·H·W), so decode is deterministic in z but not differentiable.
-    """
+class DiscreteAutoregressive(GenerativeModel):
+    """What PixelCNN and PixelRNN share: a 256-way softmax per sub-pixel in raster order, R→G→B
+    inside a pixel, its cross-entropy as the training loss and exact NLL, and inverse-CDF
+    sampling from z = 2u − 1 with one variate per dimension (z_dim = C·H·W), so that decode is
+    deterministic in z but not differentiable. A subclass gives `logits` and `decode`, and builds
+    its 1x1 head with `build_head`."""
 
     family = "autoregressive"
     explicit = True
@@ -106,39 +102,86 @@ class PixelCNN(GenerativeModel):
     exact_likelihood = True
     noise = "uniform"
     invertible_by_gradient = False
-    # One raster pass for all evaluation samples: about 318,000 kernel launches per call (counted
-    # for issue 13) whatever the batch, so 20 calls of 500 cost 20 times one of 10,000 on a GPU
-    # (whose row activations for 10,000 samples of 32x32x3 are a few GB).
+    # One raster pass for all evaluation samples: about 318,000 kernel launches per call for
+    # PixelCNN (counted for issue 13) whatever the batch, so 20 calls of 500 cost 20 times one of
+    # 10,000 on a GPU (whose row activations for 10,000 samples of 32x32x3 are a few GB).
     generate_batch = 10_000
-    search_space = adam_search_space(lr=3e-4, beta1=0.9, narrow_beta1=0.9)
     architectures = None  # its own networks: the same under every --arch
 
     def __init__(self, image_shape, hparams=None):
         super().__init__(image_shape, hparams)
         c, h, w = self.image_shape
         self.z_dim = c * h * w
-        f = FILTERS_PER_CHANNEL * c
+
+    def build_head(self, f: int) -> None:
+        """ReLU, 1x1 F → F, ReLU, 1x1 F → 256·C, masked so that sub-pixel group g reads groups ≤ g."""
+        c = self.image_shape[0]
         g_hid = channel_groups(f, c)
-        self.layers = nn.ModuleList(
-            GatedLayer(c, f, FIRST_KERNEL if i == 0 else KERNEL, first=i == 0) for i in range(LAYERS)
-        )
         self.head1 = CausalConv(f, f, 1, 1, g_hid, g_hid)
         self.head2 = CausalConv(f, 256 * c, 1, 1, g_hid, torch.arange(256 * c) // 256)
 
-    def parameter_counts(self) -> Dict[str, int]:
-        return {"pixelcnn": count_parameters(self)}
+    def head(self, h: Tensor) -> Tensor:
+        """[N, 256, C, H, W] logits from the last hidden features [N, F, H, W]."""
+        out = self.head2(F.relu(self.head1(F.relu(h))))
+        n, _, hh, ww = out.shape
+        return out.view(n, -1, 256, hh, ww).transpose(1, 2)
 
     def logits(self, x: Tensor) -> Tensor:
         """[N, 256, C, H, W] logits of each sub-pixel's value given the earlier ones; x in [0,1]."""
+        raise NotImplementedError
+
+    @staticmethod
+    def values(x: Tensor) -> Tensor:
+        return (x * 255).round().clamp(0, 255).long()
+
+    def train_step(self, real: Tensor, rng: torch.Generator) -> Dict[str, Tensor]:
+        loss = F.cross_entropy(self.logits(real), self.values(real))  # nats per dimension
+        self.minimize(loss)
+        loss = loss.detach()
+        return {"loss": loss, "bpd": loss / math.log(2.0)}
+
+    def log_weights(self, x: Tensor, k: int, rng: torch.Generator) -> Tensor:
+        """Exact log p(x) in nats, [1, N] (k is ignored: there is no latent to sample)."""
+        nll = F.cross_entropy(self.logits(x), self.values(x), reduction="none")
+        return -nll.flatten(1).sum(1).unsqueeze(0)
+
+    def parameter_counts(self) -> Dict[str, int]:
+        return {self.name: count_parameters(self)}
+
+
+def inverse_cdf(logits: Tensor, u: Tensor) -> Tensor:
+    """The value in 0..255 whose softmax CDF first exceeds u: logits [N, 256], u [N] -> [N] in [0, 1]."""
+    probs = logits.float().softmax(1)
+    value = torch.searchsorted(probs.cumsum(1), u[:, None].contiguous(), right=True)
+    return value.clamp(max=255).squeeze(1) / 255
+
+
+@register_model("pixelcnn")
+class PixelCNN(DiscreteAutoregressive):
+    """Gated PixelCNN, two stacks, 256-way softmax per sub-pixel (van den Oord et al. 2016).
+
+    Size: 32 filters per colour channel (32 grey, 96 RGB), 8 gated layers (7x7 then 3x3), a 1x1
+    head F → F → 256·C; 0.17M parameters on 28x28x1, small so that a 28x28 step at batch 64
+    stays near a second on two CPU cores (64 filters take about twice as long).
+    Sampling is inverse-CDF, one horizontal-stack pass per sub-pixel (see decode).
+    """
+
+    search_space = adam_search_space(lr=3e-4, beta1=0.9, narrow_beta1=0.9)
+
+    def __init__(self, image_shape, hparams=None):
+        super().__init__(image_shape, hparams)
+        c = self.image_shape[0]
+        f = FILTERS_PER_CHANNEL * c
+        self.layers = nn.ModuleList(
+            GatedLayer(c, f, FIRST_KERNEL if i == 0 else KERNEL, first=i == 0) for i in range(LAYERS)
+        )
+        self.build_head(f)
+
+    def logits(self, x: Tensor) -> Tensor:
         v = h = 2 * x - 1
         for layer in self.layers:
             v, h = layer(v, h)
         return self.head(h)
-
-    def head(self, h: Tensor) -> Tensor:
-        out = self.head2(F.relu(self.head1(F.relu(h))))
-        n, _, hh, ww = out.shape
-        return out.view(n, -1, 256, hh, ww).transpose(1, 2)
 
     def rows_above(self, x: Tensor, i: int) -> list[Tensor]:
         """What each layer's vertical stack feeds row i of its horizontal stack, from rows < i of x:
@@ -157,21 +200,6 @@ class PixelCNN(GenerativeModel):
             h = layer.horizontal(h, from_v)
         return self.head(h)
 
-    @staticmethod
-    def values(x: Tensor) -> Tensor:
-        return (x * 255).round().clamp(0, 255).long()
-
-    def train_step(self, real: Tensor, rng: torch.Generator) -> Dict[str, Tensor]:
-        loss = F.cross_entropy(self.logits(real), self.values(real))  # nats per dimension
-        self.minimize(loss)
-        loss = loss.detach()
-        return {"loss": loss, "bpd": loss / math.log(2.0)}
-
-    def log_weights(self, x: Tensor, k: int, rng: torch.Generator) -> Tensor:
-        """Exact log p(x) in nats, [1, N] (k is ignored: there is no latent to sample)."""
-        nll = F.cross_entropy(self.logits(x), self.values(x), reduction="none")
-        return -nll.flatten(1).sum(1).unsqueeze(0)
-
     def decode(self, z: Tensor) -> Tensor:
         """Inverse-CDF sampling in raster order, z read as [N, C, H, W].
 
@@ -188,7 +216,5 @@ class PixelCNN(GenerativeModel):
                 left = [f[..., : j + 1] for f in fed]  # the horizontal stack never looks right
                 for ch in range(c):
                     logits = self.row_logits(x[:, :, i: i + 1, : j + 1], left)[:, :, ch, 0, j]
-                    probs = logits.float().softmax(1)
-                    value = torch.searchsorted(probs.cumsum(1), u[:, ch, i, j, None].contiguous(), right=True)
-                    x[:, ch, i, j] = value.clamp(max=255).squeeze(1) / 255
+                    x[:, ch, i, j] = inverse_cdf(logits, u[:, ch, i, j])
         return x

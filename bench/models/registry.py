@@ -106,6 +106,7 @@ def _load_builtins() -> None:
     import bench.models.pixelcnn  # noqa: F401
     import bench.models.realnvp  # noqa: F401
     import bench.models.unrolled  # noqa: F401
+    import bench.models.pixelrnn  # noqa: F401
 
     try:
         from importlib.metadata import entry_points
@@ -125,7 +126,7 @@ def _load_builtins() -> None:
 # model's place fixes its colour in every report: bench/reports/style.py), then plug-ins as
 # registered (a test or a plug-in may import a built-in module directly, which registers it early).
 BUILTIN_ORDER = ("mm_gan", "ns_gan", "lsgan", "wgan", "wgan_gp", "dragan", "began", "vae",
-                 "beta_vae", "vae_dl", "aae", "pixelcnn", "realnvp", "unrolled_gan")
+                 "beta_vae", "vae_dl", "aae", "pixelcnn", "realnvp", "unrolled_gan", "pixelrnn")
 
 
 def model_names() -> list[str]:

@@ -13,11 +13,13 @@ from bench.models import build_model
 from bench.train import run_trial
 
 STEPS, NLL_N = 50, 128
-# Measured here at 50 steps with the author defaults: pixelcnn 3.2, realnvp 4.0, vae_dl 2.4 bits/dim.
-CLEARLY_BELOW_8 = 5.0
+# Measured here at 50 steps with the author defaults: pixelcnn 3.2, realnvp 4.0, vae_dl 2.4, pixelrnn
+# 5.7 bits/dim (its two Row LSTM layers learn more slowly at PixelCNN's learning rate).
+CLEARLY_BELOW_8 = {"pixelcnn": 5.0, "realnvp": 5.0, "vae_dl": 5.0, "pixelrnn": 6.5}
 
 
-@pytest.mark.parametrize("model", ["pixelcnn", "realnvp", "vae_dl"])
+@pytest.mark.parametrize("model", ["pixelcnn", "realnvp", "vae_dl",
+                                   pytest.param("pixelrnn", marks=pytest.mark.slow)])  # CI's 30 minutes
 def test_a_short_training_on_triangles_ends_clearly_below_8_bits_per_dim(model, tmp_path):
     config = make_trial_config(model, "triangles", steps=STEPS, eval_every=STEPS, eval_samples=32,
                                extractor="tiny", nll_k=8, nll_n=NLL_N)
@@ -26,7 +28,7 @@ def test_a_short_training_on_triangles_ends_clearly_below_8_bits_per_dim(model, 
     (record,) = result.evaluations
     metrics, protocol = record["metrics"], record["protocol"]["nll"]
     assert protocol["n"] == NLL_N and protocol["unit"] == "bits per dimension"
-    assert metrics["nll_bpd"] < CLEARLY_BELOW_8 and metrics["nll_bpd_se"] < 0.1
+    assert metrics["nll_bpd"] < CLEARLY_BELOW_8[model] and metrics["nll_bpd_se"] < 0.1
     assert math.isfinite(metrics["fid"]) and metrics["fid"] >= 0
 
     # ... and training is what got it there: the untrained network scores worse on the same images.

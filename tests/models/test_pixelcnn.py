@@ -1,4 +1,5 @@
-"""PixelCNN: the autoregressive order (by gradients), the exact likelihood, training, sampling."""
+"""PixelCNN: the autoregressive order (by gradients), the exact likelihood, training, sampling;
+the likelihood and training tests also hold PixelRNN to them (tests/models/test_pixelrnn.py)."""
 
 import math
 
@@ -7,11 +8,12 @@ import torch
 
 from bench.models import build_model, get_model_class
 from bench.models.pixelcnn import PixelCNN
+from bench.models.pixelrnn import PixelRNN
 
 
-def make(shape, seed=0, **hparams):
+def make(shape, seed=0, cls=PixelCNN, **hparams):
     torch.manual_seed(seed)
-    return PixelCNN(shape, hparams).eval()
+    return cls(shape, hparams).eval()
 
 
 def images(n, shape, seed=0):
@@ -67,21 +69,23 @@ def test_log_p_is_the_sum_of_the_conditionals(shape):
     assert torch.allclose(logp[0], total, rtol=1e-5, atol=1e-3)
 
 
+@pytest.mark.parametrize("cls", [PixelCNN, PixelRNN])
 @pytest.mark.parametrize("shape", [(1, 1, 2), (2, 1, 1)])
-def test_probabilities_of_all_images_sum_to_one(shape):
+def test_probabilities_of_all_images_sum_to_one(shape, cls):
     """Exhaustive over 256² images of two sub-pixels, across two pixels and across two channels."""
-    model = make(shape)
+    model = make(shape, cls=cls)
     values = torch.cartesian_prod(torch.arange(256), torch.arange(256)).float() / 255
     with torch.no_grad():
         logp = model.log_weights(values.view(-1, *shape), k=1, rng=torch.Generator())
     assert logp.logsumexp(1).item() == pytest.approx(0.0, abs=1e-4)
 
 
-def test_training_on_a_tiny_dataset_lowers_the_loss():
+@pytest.mark.parametrize("cls", [PixelCNN, PixelRNN])
+def test_training_on_a_tiny_dataset_lowers_the_loss(cls):
     g = torch.Generator().manual_seed(0)
     palette = torch.tensor([0.0, 64.0, 200.0, 255.0]) / 255
     data = palette[torch.randint(0, 4, (32, 1, 8, 8), generator=g)]  # 2 bits per dimension at most
-    model = make((1, 8, 8), lr=3e-3).train()
+    model = make((1, 8, 8), cls=cls, lr=3e-3).train()
     logs = [model.train_step(data, g) for _ in range(25)]  # about 2 bits/dim by then
     assert logs[0]["bpd"].item() > 7.5 and logs[-1]["bpd"].item() < 3.0
     assert logs[-1]["bpd"].item() == pytest.approx(logs[-1]["loss"].item() / math.log(2))
