@@ -53,9 +53,12 @@ def _output(c: int, out_channels) -> nn.Module:
 
 
 class _Body(nn.Module):
+    """A network as one Sequential, its weights initialised as the study's."""
+
     def __init__(self, net: nn.Sequential):
         super().__init__()
         self.net = net
+        init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -78,7 +81,6 @@ class DCGANGenerator(_Body):
         layers = _upsampling(z_dim, width, sh, sw, n - 1)  # the last stage makes the image itself
         layers += [nn.ConvTranspose2d(64, out_channels or c, 4, stride=2, padding=1), _output(c, out_channels)]
         super().__init__(nn.Sequential(*layers))
-        init_weights(self)
 
 
 class DCGANDiscriminator(_Body):
@@ -91,7 +93,6 @@ class DCGANDiscriminator(_Body):
             previous, width = width, width * 2
         layers += [nn.Flatten(), nn.Linear(previous * sh * sw, out_dim)]
         super().__init__(nn.Sequential(*layers))
-        init_weights(self)
 
 
 class SNDCGANGenerator(_Body):
@@ -101,7 +102,6 @@ class SNDCGANGenerator(_Body):
         layers = _upsampling(z_dim, 64 << n, sh, sw, n)
         layers += [nn.Conv2d(64, out_channels or c, 3, padding=1), _output(c, out_channels)]
         super().__init__(nn.Sequential(*layers))
-        init_weights(self)
 
 
 class SNDCGANDiscriminator(_Body):
@@ -116,8 +116,7 @@ class SNDCGANDiscriminator(_Body):
         for i, conv in enumerate(convs):
             layers += [conv, optional_bn(batch_norm and i > 0, bn2d, conv.out_channels), nn.LeakyReLU(0.1)]
         layers += [nn.Flatten(), nn.Linear(width * sh * sw, out_dim)]
-        super().__init__(nn.Sequential(*layers))
-        init_weights(self)  # before the parametrisation: spectral norm then wraps the initial weights
+        super().__init__(nn.Sequential(*layers))  # initialised before the parametrisation, which wraps them
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 spectral_norm(m)

@@ -17,7 +17,7 @@ import torch
 
 from bench.config import RunOptions, TrialConfig
 from bench.numerics import numerics_named
-from bench.packing.packers import Packer, packer_for
+from bench.packing.packers import Packer, packer_for, packs
 from bench.records.trial_folder import TrialFolder
 from bench.train import CHECK_EVERY, TrialResult, _Trial, finished_result, run_trial
 
@@ -25,12 +25,11 @@ from bench.train import CHECK_EVERY, TrialResult, _Trial, finished_result, run_t
 def pack_key(config: TrialConfig, image_shape) -> Optional[tuple]:
     """Trials with equal keys can share a pack; None for a model that trains one at a time."""
     from bench.models import build_model, get_model_class
-    from bench.models.architectures import get_architecture, own_networks
 
     cls = get_model_class(config.model)
-    packer = packer_for(cls)
-    if packer is None or not (own_networks(cls) or get_architecture(config.arch).packs):
+    if not packs(cls, config.arch):
         return None
+    packer = packer_for(cls)
     with torch.device("meta"):
         structure = packer.structure(build_model(config.model, tuple(image_shape), config.hparams, "meta", config.arch))
     return (config.model, config.dataset, config.batch_size, config.numerics, config.arch,

@@ -16,6 +16,7 @@ from typing import Callable, ClassVar, Dict, List, Optional, Sequence
 import torch
 from torch.func import vmap
 
+from bench.models.architectures import DEFAULT_ARCH, get_architecture, own_networks
 from bench.models.base import GenerativeModel
 from bench.models.began import BEGAN
 from bench.models.gan_base import GAN
@@ -294,5 +295,7 @@ def packer_for(model_cls: type) -> Optional[type]:
     return next((p for p in PACKERS if p.applies(model_cls)), None)
 
 
-def packs(model_cls: type) -> bool:
-    return packer_for(model_cls) is not None
+def packs(model_cls: type, arch: str = DEFAULT_ARCH) -> bool:
+    """Whether trials of `model_cls` built on `arch` train packed: the model has a packer and its
+    networks batch under vmap (a model with networks of its own brings them whatever the arch)."""
+    return packer_for(model_cls) is not None and (own_networks(model_cls) or get_architecture(arch).packs)

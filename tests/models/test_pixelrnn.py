@@ -7,12 +7,12 @@ import torch
 
 from bench.models import build_model, get_model_class
 from bench.models.pixelrnn import PixelRNN
+from tests.models import test_pixelcnn
 from tests.models.test_pixelcnn import images, reference_decode
 
 
 def make(shape, seed=0, **hparams):
-    torch.manual_seed(seed)
-    return PixelRNN(shape, hparams).eval()
+    return test_pixelcnn.make(shape, seed, cls=PixelRNN, **hparams)
 
 
 def test_registered_with_its_contract():
