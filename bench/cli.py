@@ -88,6 +88,9 @@ OPTIONS = {
                 "--nll-k 16 --nll-n 256 (the quick preset) takes seconds"),
     "--nll-n": (dict(type=_positive_int), "explicit models: test images of the NLL, at most the dataset's "
                 "reference split"),
+    "--sample-steps": (dict(type=_positive_int), "iterative samplers (ddpm): denoising steps per sample at "
+                       "evaluation points, at most the model's T (fewer: the respaced chain); each is one network "
+                       "pass over every sample"),
     "--numerics": (dict(choices=CHOICES["numerics"]), "float32 (as the study); tf32: TF32 matmuls and "
                    "convolutions on CUDA; float64: a slow reference for checking two code paths agree"),
     "--arch": (dict(choices=CHOICES["arch"]), "the networks the models are built on: infogan (the study's), "

@@ -36,6 +36,8 @@ class TrialConfig:
     # (0 for implicit models, which have no likelihood to evaluate).
     nll_k: int = 0
     nll_n: int = 0
+    # Iterative samplers (DDPM): steps per sample at evaluation points (0 for every other model).
+    sample_steps: int = 0
     numerics: str = "float32"  # bench/numerics.py: the floating-point flags it trains under
     arch: str = "infogan"  # the networks it is built on (bench/models/architectures.py)
 
@@ -199,10 +201,11 @@ def trial_config(model: str, dataset: str, model_cls, values: dict, hparams: dic
 
     check_model_architecture(model_cls, values["arch"])
     nll_k, nll_n = (values["nll_k"], values["nll_n"]) if model_cls.explicit else (0, 0)
+    sample_steps = model_cls.sampling_steps(hparams, values["sample_steps"])
     return TrialConfig(model=model, dataset=dataset, hparams=dict(hparams), steps=values["steps"],
                        eval_every=values["eval_every"], eval_samples=values["eval_samples"], seed=seed,
                        batch_size=batch_size, extractor=values["extractor"], nll_k=nll_k, nll_n=nll_n,
-                       numerics=values["numerics"], arch=values["arch"])
+                       sample_steps=sample_steps, numerics=values["numerics"], arch=values["arch"])
 
 
 def make_trial_config(
@@ -218,6 +221,7 @@ def make_trial_config(
     base_hparams: Optional[dict] = None,
     nll_k: Optional[int] = None,
     nll_n: Optional[int] = None,
+    sample_steps: Optional[int] = None,
     numerics: Optional[str] = None,
     arch: Optional[str] = None,
 ) -> TrialConfig:
@@ -229,7 +233,7 @@ def make_trial_config(
     model_cls = get_model_class(model)
     info = get_dataset(dataset).info
     given = {"steps": steps, "eval_every": eval_every, "eval_samples": eval_samples, "extractor": extractor,
-             "nll_k": nll_k, "nll_n": nll_n, "numerics": numerics, "arch": arch}
+             "nll_k": nll_k, "nll_n": nll_n, "sample_steps": sample_steps, "numerics": numerics, "arch": arch}
     values = check_protocol(info, given, {k: v for k, v in study_defaults(info).items() if k in TRIAL_KEYS})
     seed = DEFAULTS["seed"] if seed is None else seed
     try:

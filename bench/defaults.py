@@ -23,6 +23,7 @@ DEFAULTS = {
     "extractor": "inception",
     "nll_k": 1000,  # importance samples for reported VAE numbers (PROTOCOL §5)
     "nll_n": FROM_DATASET,  # test images of the NLL: the whole reference split
+    "sample_steps": 1000,  # iterative samplers (DDPM): denoising steps per sample, at most the model's T
     "numerics": "float32",  # true float32 as the study trained (TF32 off; bench/numerics.py)
     "arch": "infogan",  # the networks every model is built on (bench/models/architectures.py)
     "search": "wide",  # PROTOCOL §4 search ranges
@@ -68,7 +69,7 @@ CHOICES = {
 }
 
 # The protocol values a trial configuration holds (TrialConfig), and those a study adds (RunProtocol).
-TRIAL_KEYS = ("steps", "eval_every", "eval_samples", "extractor", "nll_k", "nll_n", "numerics", "arch")
+TRIAL_KEYS = ("steps", "eval_every", "eval_samples", "extractor", "nll_k", "nll_n", "sample_steps", "numerics", "arch")
 STUDY_KEYS = ("search", "match")
 
 

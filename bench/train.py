@@ -124,11 +124,12 @@ class _Trial:
                      eval_samples=config.eval_samples, nll_n=config.nll_n)
 
         torch.manual_seed(config.seed)  # initialisation runs on the CPU: the same weights on every device
-        self.model = build_model(config.model, dataset.info.image_shape, config.hparams, self.device, config.arch)
+        self.model = build_model(config.model, dataset.info.image_shape, config.hparams, self.device, config.arch,
+                                 config.sample_steps)
         self.model.to(numerics_named(config.numerics).torch_dtype)  # float32 weights, cast for a float64 reference
         self.rng = torch.Generator(device=self.device)
         self.rng.manual_seed(config.seed)
-        self.train_seconds = self.eval_seconds = 0.0
+        self.train_seconds = self.eval_seconds = self.sample_seconds = 0.0
         self.checkpoint_every = checkpoint_interval(options.checkpoint_every)
         self.losses_at_checkpoint, self.last_losses = None, {}  # last_losses: {step: loss means} of the last record
         self.step = self._restore(folder.load_checkpoint(config, self.device))
@@ -168,6 +169,7 @@ class _Trial:
         self.losses_at_checkpoint = checkpoint.get("losses")
         self.train_seconds = float(checkpoint["clock"]["train_seconds"])
         self.eval_seconds = float(checkpoint["clock"]["eval_seconds"])
+        self.sample_seconds = float(checkpoint["clock"].get("sample_seconds", 0.0))  # older checkpoints: untimed
         return int(checkpoint["step"])
 
     def run(self, on_step) -> TrialResult:
@@ -276,7 +278,9 @@ class _Trial:
         t0 = time.perf_counter()
         with shown(self.options.progress):  # PixelCNN's sampling is a long loop of its own
             samples = torch.cat([self.model.generate(z) for z in self.eval_z.split(self.model.generate_batch)])
-        if not torch.isfinite(samples).all():
+        finite = bool(torch.isfinite(samples).all())  # waits for the device, so the clock below is the sampling's
+        self.sample_seconds += time.perf_counter() - t0  # part of eval_seconds: a diffusion model's is most of it
+        if not finite:
             return False
         full_k, last = self.config.nll_k, self.step == self.config.steps
         evaluation = self.evaluator.evaluate(samples, nll_k=min(full_k, NLL_K_BETWEEN))
@@ -330,7 +334,8 @@ class _Trial:
         return Numerics.current(str(self.model_dtype).replace("torch.", "")).to_dict()
 
     def _clock(self) -> dict:
-        return {"train_seconds": round(self.train_seconds, 3), "eval_seconds": round(self.eval_seconds, 3)}
+        return {"train_seconds": round(self.train_seconds, 3), "eval_seconds": round(self.eval_seconds, 3),
+                "sample_seconds": round(self.sample_seconds, 3)}
 
     def _compute(self) -> dict:
         """What the trial has spent, so that equal budgets can be seen to be equal."""

@@ -87,7 +87,8 @@ def model_nll(model, images: torch.Tensor, k: int, seed: int = 0, batch: int = 6
 
     Discrete and dequantised models report bits/dim (`nll_bpd`, `nll_bpd_se`); Bernoulli models
     report nats on binarised images (`nll_nats_binarized`, `nll_nats_binarized_se`), labelled so.
-    Latent-variable models give the importance-weighted bound with k samples; exact models ignore k.
+    Latent-variable models give the importance-weighted bound with k samples; exact models ignore k;
+    a `bound_in_one_call` model (DDPM) computes its own bound from k in one call per batch.
     """
     from bench.models.base import evaluating
 
@@ -111,10 +112,11 @@ def model_nll(model, images: torch.Tensor, k: int, seed: int = 0, batch: int = 6
             chunk = chunk.to(device, dtype)
             rows, drawn = [], 0
             while drawn < k:
-                lw = model.log_weights(chunk, min(K_CHUNK, k - drawn), rng).double()
+                one_call = model_is_exact(model) or model.bound_in_one_call
+                lw = model.log_weights(chunk, k if one_call else min(K_CHUNK, k - drawn), rng).double()
                 rows.append(lw)
                 drawn += lw.shape[0]
-                if model_is_exact(model):
+                if one_call:
                     break
             lw = torch.cat(rows)
             used_k = lw.shape[0]
@@ -126,10 +128,12 @@ def model_nll(model, images: torch.Tensor, k: int, seed: int = 0, batch: int = 6
     else:
         bpd, bpd_se = estimate.bits_per_dim(dims, dequantized=kind == "dequantized")
         metrics = {"nll_bpd": bpd, "nll_bpd_se": bpd_se}
+    estimator = {"estimator": "exact" if model_is_exact(model) else f"importance-weighted bound, k = {used_k}",
+                 "k": used_k}
+    if model.bound_in_one_call:
+        estimator = model.bound_protocol(k)
     protocol = {
-        "likelihood": kind,
-        "estimator": "exact" if model_is_exact(model) else f"importance-weighted bound, k = {used_k}",
-        "k": used_k, "n": n, "dims": dims, "seed": seed,
+        "likelihood": kind, **estimator, "n": n, "dims": dims, "seed": seed,
         "unit": "nats per image on binarised images" if kind == "binarized" else "bits per dimension",
         "data": {"discrete": "8-bit values", "dequantized": "y = (x + u)/256, u ~ U[0,1), +8 bits/dim",
                  "binarized": f"Bernoulli(x/255), one fixed draw (seed {BINARIZE_SEED})"}[kind],

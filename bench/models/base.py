@@ -34,6 +34,9 @@ class GenerativeModel(nn.Module):
     # (a density of y = (255·x + u)/256, u ~ U[0,1)) or "binarized" (Bernoulli pixels; nats).
     likelihood: ClassVar[str] = ""
     exact_likelihood: ClassVar[bool] = False  # log p(x) itself (PixelCNN, flows), not a bound (VAEs)
+    # A bound that is not an importance-weighted average (DDPM's variational bound): log_weights
+    # returns it as one row, computed whole from its k in one call; `bound_protocol(k)` says what it is.
+    bound_in_one_call: ClassVar[bool] = False
     search_space: ClassVar[SearchSpace]
     noise: ClassVar[str] = "uniform"
     z_dim: ClassVar[int] = Z_DIM  # an instance may set its own (PixelCNN: one variate per dimension)
@@ -44,6 +47,10 @@ class GenerativeModel(nn.Module):
     # network whose cost is its arithmetic; a sampler whose cost is its kernel launches (PixelCNN:
     # a fixed number per call, whatever the batch) takes them all in one.
     generate_batch: ClassVar[int] = 500
+    # An iterative sampler (DDPM) draws a sample in a number of network passes that the protocol
+    # sets (`--sample-steps`) and the trial records; `sample_steps` is what decode() takes.
+    iterative_sampler: ClassVar[bool] = False
+    sample_steps: int = 0
     # The architectures (bench/models/architectures.py) whose generator and discriminator bodies
     # this model can be built on, from `self.architecture`; None: networks of its own, the same
     # under every `--arch`. A model that builds the study's networks directly stays on infogan.
@@ -90,6 +97,16 @@ class GenerativeModel(nn.Module):
         y = (255·x + u)/256 with u drawn from `rng`. Called in eval mode without gradients.
         """
         raise NotImplementedError(f"{type(self).__name__} has no likelihood")
+
+    @classmethod
+    def sampling_steps(cls, hparams: dict, asked: int) -> int:
+        """The sampling steps a trial of these hyperparameters takes when the protocol asks for
+        `asked` (recorded in its configuration): 0 for a model that samples in one pass."""
+        return 0
+
+    def bound_protocol(self, k: int) -> dict:
+        """A `bound_in_one_call` model's NLL record fields: "estimator", the "k" it used, and its own."""
+        raise NotImplementedError
 
     # --- shared behaviour ----------------------------------------------------------------
 

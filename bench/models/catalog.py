@@ -21,7 +21,7 @@ def model_rows(arch: str = DEFAULT_ARCH) -> list[dict]:
         built = archs is None or arch in archs
         row = {"model": name, "family": cls.family, "kind": "explicit" if cls.explicit else "implicit",
                # whether `--pack K` trains several of its trials as one (bench/packing/packers.py)
-               "packs": "yes" if packs(cls, arch) else "no",
+               "packs": ("yes" if packs(cls, arch) else "no") if built else "",
                "architectures": "its own" if archs is None else ", ".join(archs)}
         for label, shape in SHAPES.items():
             if not built:

@@ -107,6 +107,8 @@ def _load_builtins() -> None:
     import bench.models.realnvp  # noqa: F401
     import bench.models.unrolled  # noqa: F401
     import bench.models.pixelrnn  # noqa: F401
+    import bench.models.draw  # noqa: F401
+    import bench.models.ddpm  # noqa: F401
 
     try:
         from importlib.metadata import entry_points
@@ -126,7 +128,7 @@ def _load_builtins() -> None:
 # model's place fixes its colour in every report: bench/reports/style.py), then plug-ins as
 # registered (a test or a plug-in may import a built-in module directly, which registers it early).
 BUILTIN_ORDER = ("mm_gan", "ns_gan", "lsgan", "wgan", "wgan_gp", "dragan", "began", "vae",
-                 "beta_vae", "vae_dl", "aae", "pixelcnn", "realnvp", "unrolled_gan", "pixelrnn")
+                 "beta_vae", "vae_dl", "aae", "pixelcnn", "realnvp", "unrolled_gan", "pixelrnn", "draw", "ddpm")
 
 
 def model_names() -> list[str]:
@@ -205,10 +207,14 @@ def check_model_output(cls, image_shape: tuple[int, int, int]) -> None:
 
 
 def build_model(spec: str, image_shape: tuple[int, int, int], hparams: Optional[dict] = None, device="cpu",
-                arch: str = "infogan"):
-    """Instantiate a model on `device`, built on `arch`; its optimisers are created there on first use."""
+                arch: str = "infogan", sample_steps: int = 0):
+    """Instantiate a model on `device`, built on `arch`; its optimisers are created there on first use.
+    An iterative sampler takes `sample_steps` (a trial's recorded number; 0: its own default)."""
     from bench.models.architectures import check_model_architecture, takes_arch
 
     cls = get_model_class(spec)
     check_model_architecture(cls, arch)
-    return cls(image_shape, hparams, **({"arch": arch} if takes_arch(cls) else {})).to(device)
+    model = cls(image_shape, hparams, **({"arch": arch} if takes_arch(cls) else {}))
+    if sample_steps and cls.iterative_sampler:
+        model.sample_steps = int(sample_steps)
+    return model.to(device)

@@ -30,6 +30,7 @@ class EvalRecord:
     losses: dict = field(default_factory=dict, metadata=_COPY)  # mean of each loss since the last point
     train_seconds: Optional[float] = field(default=None, metadata=_COPY)
     eval_seconds: Optional[float] = field(default=None, metadata=_COPY)
+    sample_seconds: Optional[float] = field(default=None, metadata=_COPY)  # the part of eval_seconds spent sampling
     model: Optional[str] = None
     dataset: Optional[str] = None
     seed: Optional[int] = None
@@ -63,7 +64,7 @@ class EvalRecord:
     def row(self) -> dict:
         """Its columns of the tidy results table: metrics by name, `loss.NAME`, `metric_protocol.*`."""
         out: dict = {"step": self.step}
-        for key in ("g_steps", "images_seen", "train_seconds", "eval_seconds", "device", "pack"):
+        for key in ("g_steps", "images_seen", "train_seconds", "eval_seconds", "sample_seconds", "device", "pack"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
         for name, value in self.metrics.items():

@@ -29,6 +29,7 @@ class RunProtocol:
     nll_n: int = 10000
     numerics: str = "float32"  # bench/numerics.py: the presets train in true float32 (TF32 off)
     arch: str = "infogan"  # the networks its models are built on (bench/models/architectures.py)
+    sample_steps: int = 1000  # iterative samplers' steps per sample (bench/models/ddpm.py)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -63,9 +64,10 @@ class RunProtocol:
 
 
 # Protocol fields added after runs were first stored, with the value those runs trained under
-# (float32: nothing had run on CUDA, and on a CPU TF32 does not exist; infogan: the only networks).
+# (float32: nothing had run on CUDA, and on a CPU TF32 does not exist; infogan: the only networks;
+# 1000 sampling steps: no model sampled iteratively, so any value left their trials as they were).
 _ABSENT = object()
-ADDED_LATER = {"numerics": "float32", "arch": "infogan"}
+ADDED_LATER = {"numerics": "float32", "arch": "infogan", "sample_steps": 1000}
 
 
 def _model_flops(protocol: RunProtocol, model: str, hparams: dict) -> float:

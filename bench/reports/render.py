@@ -58,7 +58,8 @@ LABELS = {
     "ais_nll_nats": "AIS NLL (nats)", "ais_acceptance": "AIS acceptance", "ais_sigma": "AIS σ",
     "ais_steps": "AIS steps", "ais_chains": "AIS chains", "method": "method",
     "steps": "steps", "g_steps": "G steps", "images_seen": "images seen", "flops_per_trial": "GFLOP per trial",
-    "train_hours": "training (h)", "eval_hours": "evaluation (h)", "seconds_per_trial": "seconds per trial",
+    "train_hours": "training (h)", "eval_hours": "evaluation (h)", "sample_hours": "of it sampling (h)",
+    "seconds_per_trial": "seconds per trial",
     "device": "device",
 }
 # Columns shown in another unit on the pages than the one stored: (factor).

@@ -34,7 +34,7 @@ from bench.scores import score_for
 # Columns every table starts from, in this order; metrics and prefixed fields follow.
 ID_COLUMNS = ["run", "dataset", "protocol_id", "model", "family", "explicit", "role", "study", "trial",
               "trial_number", "seed", "source_slot", "status", "objective", "score_name", "step", "g_steps",
-              "images_seen", "train_seconds", "eval_seconds", "device", "standard"]
+              "images_seen", "train_seconds", "eval_seconds", "sample_seconds", "device", "standard"]
 __all__ = ["ID_COLUMNS", "find_runs", "first_value", "finished", "is_finite", "load_results", "open_run",
            "score_keys", "trial_table"]
 

@@ -86,9 +86,11 @@ def _protocol_line(dataset, pid, protocol: dict, block: pd.DataFrame, score) -> 
 def _ranking_table(at_k: pd.DataFrame, done: pd.DataFrame, score) -> pd.DataFrame:
     share = done.assign(d=done["status"] == "diverged").groupby("model")["d"].mean()
     ranked = at_k[np.isfinite(at_k["_key"])]
+    family = done.groupby("model")["family"].first() if "family" in done else pd.Series(dtype=object)
     table = pd.DataFrame({
         "rank": range(1, len(ranked) + 1),
         "model": ranked["model"].to_numpy(),
+        "family": [family.get(m, np.nan) for m in ranked["model"]],
         score.metric: ranked["mean"].astype(float).to_numpy(),
         "lo": ranked["lo"].astype(float).to_numpy(),
         "hi": ranked["hi"].astype(float).to_numpy(),
@@ -96,7 +98,7 @@ def _ranking_table(at_k: pd.DataFrame, done: pd.DataFrame, score) -> pd.DataFram
     })
     unscored = at_k[~np.isfinite(at_k["_key"])]["model"].tolist()
     if unscored:
-        table = pd.concat([table, pd.DataFrame({"model": unscored,
+        table = pd.concat([table, pd.DataFrame({"model": unscored, "family": [family.get(m, np.nan) for m in unscored],
                                                 "diverged_share": [share.get(m, np.nan) for m in unscored]})],
                           ignore_index=True)
     return table

@@ -201,7 +201,7 @@ def compute_table(results: pd.DataFrame) -> pd.DataFrame:
     """What each model spent, so that equal budgets can be seen to be equal."""
     trials = trial_table(results)
     columns = GROUP + ["trials", "steps", "g_steps", "images_seen", "flops_per_trial", "train_hours",
-                       "eval_hours", "seconds_per_trial", "device"]
+                       "eval_hours", "sample_hours", "seconds_per_trial", "device"]
     if trials.empty:
         return pd.DataFrame(columns=columns)
     trials = trials[trials["role"] == "search"]
@@ -214,7 +214,10 @@ def compute_table(results: pd.DataFrame) -> pd.DataFrame:
         rows.append({**dict(zip(GROUP, key)), "trials": len(group), "steps": get("compute.steps").mean(),
                      "g_steps": get("compute.g_steps").mean(), "images_seen": get("compute.images_seen").mean(),
                      "flops_per_trial": get("compute.flops").mean(), "train_hours": train.sum() / 3600,
-                     "eval_hours": evaluate.sum() / 3600, "seconds_per_trial": (train + evaluate).mean(),
+                     "eval_hours": evaluate.sum() / 3600,
+                     # drawing the evaluation samples, within eval_hours: an iterative sampler's cost
+                     "sample_hours": get("compute.sample_seconds").sum(min_count=1) / 3600,
+                     "seconds_per_trial": (train + evaluate).mean(),
                      "device": "; ".join(devices) if devices else np.nan})
     return pd.DataFrame(rows, columns=columns)
 
@@ -246,6 +249,10 @@ def ranking(results: pd.DataFrame) -> pd.DataFrame:
     summary["score_rank"] = summary.groupby(["dataset", "protocol_id"])["_key"].rank(method="min")
     summary.loc[~np.isfinite(summary["_key"]), "score_rank"] = np.nan
     summary = summary.drop(columns="_key")
+    if "family" in results:  # the families sit in one ranking; the column says which is which
+        families = results.groupby(GROUP, sort=False)["family"].first().rename("family").reset_index()
+        summary = summary.merge(families, on=GROUP, how="left")
+        summary.insert(len(GROUP), "family", summary.pop("family"))
     search = results[(results["role"] == "search") & finished(results["status"])]
     if (summary["score"] != FID.metric).any() and "fid" in search:
         # Where the score is not FID (triangles), FID still ranks every model, those that have no

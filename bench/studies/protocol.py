@@ -22,8 +22,8 @@ def resolve_protocol(dataset: str, preset: str = DEFAULTS["preset"], *, search: 
                      steps: Optional[int] = None, eval_every: Optional[int] = None,
                      eval_samples: Optional[int] = None, extractor: Optional[str] = None,
                      match: Optional[str] = None, nll_k: Optional[int] = None,
-                     nll_n: Optional[int] = None, numerics: Optional[str] = None,
-                     arch: Optional[str] = None) -> RunProtocol:
+                     nll_n: Optional[int] = None, sample_steps: Optional[int] = None,
+                     numerics: Optional[str] = None, arch: Optional[str] = None) -> RunProtocol:
     """The defaults table with the dataset's schedule, the preset's values over it, flags on top."""
     from bench.data import get_dataset
 
@@ -31,6 +31,6 @@ def resolve_protocol(dataset: str, preset: str = DEFAULTS["preset"], *, search: 
     values = load_preset(preset)
     fallback = {k: values.get(k, v) for k, v in study_defaults(info).items()}
     given = {"search": search, "steps": steps, "eval_every": eval_every, "eval_samples": eval_samples,
-             "extractor": extractor, "match": match, "nll_k": nll_k, "nll_n": nll_n, "numerics": numerics,
-             "arch": arch}
+             "extractor": extractor, "match": match, "nll_k": nll_k, "nll_n": nll_n, "sample_steps": sample_steps,
+             "numerics": numerics, "arch": arch}
     return RunProtocol(dataset=info.name, **check_protocol(info, given, fallback))

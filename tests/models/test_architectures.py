@@ -87,7 +87,7 @@ def test_every_model_that_takes_an_architecture_trains_on_it(name, arch):
             build_model(name, (1, 8, 8), None, "cpu", arch)
         return
     torch.manual_seed(0)
-    model = build_model(name, (1, 8, 8), None, "cpu", arch)
+    model = build_model(name, (1, 8, 8), None, "cpu", arch, sample_steps=4)  # DDPM: 4 of its 1000 steps
     rng = torch.Generator().manual_seed(0)
     for _ in range(2):
         logs = model.train_step(torch.rand(8, 1, 8, 8), rng)
@@ -135,7 +135,7 @@ def test_model_lists_follow_the_architecture(capsys):
     assert "began" not in everything and "vae" not in everything and "ns_gan" in everything
     assert "pixelcnn" in everything  # its own networks train under any
     assert "leaves out began, vae, beta_vae, vae_dl, aae" in err
-    assert "pixelcnn, realnvp, pixelrnn: networks of their own" in err
+    assert "pixelcnn, realnvp, pixelrnn, draw, ddpm: networks of their own" in err
     with pytest.raises(BenchError, match="began cannot be built on the dcgan architecture; it can on: infogan"):
         parse_models("ns_gan,began", arch="dcgan")
 
@@ -168,6 +168,10 @@ def test_bench_list_shows_sizes_on_the_architecture_asked(capsys):
     rows = {line.split()[0]: line for line in out.splitlines()[2:] if line.strip()}
     assert code == 0 and "infogan, dcgan, sndcgan" in rows["ns_gan"] and "its own" in rows["pixelcnn"]
     assert "0.55M" in rows["ns_gan"]  # DCGAN's G on 28x28 (0.55M parameters), not the study's 6.64M
+    from bench.models.catalog import model_rows
+
+    began = next(row for row in model_rows("dcgan") if row["model"] == "began")
+    assert began["packs"] == began["params 28x28x1"] == ""  # not built on dcgan: nothing to say about it
     code, _, err = run_cli(["list", "datasets", "--arch", "dcgan"], capsys)
     assert_one_line_error(code, err, "--arch applies to `bench list models`")
 

@@ -110,10 +110,11 @@ def test_a_pack_trains_each_member_as_alone(name, arch, batched, float64):
         assert_same_state(alone[k], packed[k])
 
 
-def test_every_built_in_but_aae_the_autoregressive_ones_realnvp_and_unrolled_gan_packs():
-    # unrolled_gan's G loss differentiates through D's Adam steps: no packed form yet.
+def test_every_built_in_packs_but_aae_the_autoregressive_ones_realnvp_unrolled_gan_draw_and_ddpm():
+    # unrolled_gan's G loss differentiates through D's Adam steps: no packed form yet; draw and ddpm
+    # bring networks of their own that no packer batches.
     assert {n for n in model_names() if not packs(get_model_class(n))} == {"aae", "pixelcnn", "pixelrnn", "realnvp",
-                                                                           "unrolled_gan"}
+                                                                           "unrolled_gan", "draw", "ddpm"}
     assert set(MEMBERS) == {n for n in model_names() if packs(get_model_class(n))}
 
 

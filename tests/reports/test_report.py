@@ -215,15 +215,15 @@ def _assert_figure_colours(run: Path) -> None:
             assert used == {styles[m].color for m in budget_curves(results, draws=50)["model"].unique()}, svg.name
 
 
-def test_a_real_quick_run_ranks_gans_vaes_pixelcnn_and_flows_in_one_table():
-    """Issue 6's acceptance on README command 1's run (all models, so vae, pixelcnn, realnvp and
-    ns_gan among them): one ranking table, every model by FID, the explicit ones also by NLL."""
+def test_a_real_quick_run_ranks_every_family_in_one_table():
+    """Issues 6 and 16 on README command 1's run (all models: GANs, VAEs, autoregressive models, a
+    flow and a diffusion model): one ranking table, every model by FID, the explicit ones also by NLL."""
     if not os.environ.get("BENCH_QUICK_RUN"):
         pytest.skip("BENCH_QUICK_RUN does not name the folder of README command 1 (.ci/run sets it)")
     import pandas as pd
 
     from bench import load_results
-    from bench.reports.tables import ranking
+    from bench.reports.tables import compute_table, ranking
 
     table = ranking(load_results(Path(os.environ["BENCH_QUICK_RUN"]))).set_index("model")
     four = ["vae", "pixelcnn", "realnvp", "ns_gan"]
@@ -236,6 +236,11 @@ def test_a_real_quick_run_ranks_gans_vaes_pixelcnn_and_flows_in_one_table():
     assert (table.loc[["pixelcnn", "realnvp"], "nll_bpd"] < 8).all()  # both learn something in 30 steps
     assert pd.notna(table.loc["vae", "nll_nats_binarized_rank"])
     assert pd.isna(table.loc["ns_gan", "nll_bpd_rank"]) and pd.isna(table.loc["ns_gan", "nll_nats_binarized_rank"])
+    assert set(table["family"]) >= {"gan", "vae", "autoregressive", "flow", "diffusion"}
+    assert table["fid_rank"].notna().all()
+    assert pd.notna(table.loc["ddpm", "nll_bpd_rank"]) and pd.notna(table.loc["draw", "nll_nats_binarized_rank"])
+    compute = compute_table(load_results(Path(os.environ["BENCH_QUICK_RUN"]))).set_index("model")
+    assert 0 < compute.loc["ddpm", "sample_hours"] < compute.loc["ddpm", "eval_hours"]  # its 20 steps per sample
     run = Path(os.environ["BENCH_QUICK_RUN"])
     write_report(run, draws=300)
     readme = (run / "report" / "README.md").read_text()

@@ -128,6 +128,7 @@ def test_quality_and_compute_tables(run):
     assert compute.loc["ns_gan", "trials"] == 6 and compute.loc["ns_gan", "steps"] == 100
     assert compute.loc["ns_gan", "flops_per_trial"] == pytest.approx(np.mean([1e9 * (i + 1) for i in range(6)]))
     assert compute.loc["wgan", "train_hours"] == pytest.approx(4 * 20.0 / 3600)
+    assert np.isnan(compute.loc["wgan", "sample_hours"])  # trials stored before sampling was timed: unknown, not 0
 
 
 def test_published_numbers_only_beside_the_studys_protocol(tmp_path):
@@ -170,18 +171,20 @@ def test_export_roundtrip(run, tmp_path):
 
 
 def test_ranking_by_fid_and_by_each_likelihood_apart(tmp_path):
-    """Four families in one table (the run of issue 6's acceptance): all ranked by FID, explicit
-    models also by their best NLL over every evaluation point, bits/dim and binarised nats apart."""
+    """Five families in one table (issues 6 and 16): all ranked by FID, explicit models also by
+    their best NLL over every evaluation point, bits/dim and binarised nats apart."""
     make_run(tmp_path, {"vae": [[90.0, 80.0], [85.0]], "pixelcnn": [[70.0], [75.0, 72.0]],
-                        "realnvp": [[60.0, 65.0], [95.0]], "ns_gan": [[50.0], [55.0]]},
+                        "realnvp": [[60.0, 65.0], [95.0]], "ns_gan": [[50.0], [55.0]], "ddpm": [[66.0]]},
              nll={"vae": ("nll_nats_binarized", [[120.0, 110.0], [115.0]]),
                   "pixelcnn": ("nll_bpd", [[3.0], [3.5, 2.5]]),  # best NLL is not at the best FID
-                  "realnvp": ("nll_bpd", [[4.0, 3.9], [4.5]])})
+                  "realnvp": ("nll_bpd", [[4.0, 3.9], [4.5]]), "ddpm": ("nll_bpd", [[3.2]])})
     table = tables.ranking(load_results(tmp_path)).set_index("model")
-    assert table.index.tolist() == ["ns_gan", "realnvp", "pixelcnn", "vae"]
-    assert table["score_rank"].tolist() == [1, 2, 3, 4] and table["best_score"].tolist() == [50.0, 60.0, 70.0, 80.0]
+    assert table.index.tolist() == ["ns_gan", "realnvp", "ddpm", "pixelcnn", "vae"]
+    assert table["family"].tolist() == ["gan", "flow", "diffusion", "autoregressive", "vae"]
+    assert table["score_rank"].tolist() == [1, 2, 3, 4, 5]
+    assert table["best_score"].tolist() == [50.0, 60.0, 66.0, 70.0, 80.0]
     assert table.loc["pixelcnn", "nll_bpd"] == 2.5 and table.loc["realnvp", "nll_bpd"] == 3.9
-    assert table.loc["pixelcnn", "nll_bpd_rank"] == 1 and table.loc["realnvp", "nll_bpd_rank"] == 2
+    assert table.loc[["pixelcnn", "ddpm", "realnvp"], "nll_bpd_rank"].tolist() == [1, 2, 3]
     assert table.loc["vae", "nll_nats_binarized"] == 110.0 and table.loc["vae", "nll_nats_binarized_rank"] == 1
     assert table.loc["pixelcnn", "nll_bpd_k"] == 1 and table.loc["vae", "nll_nats_binarized_k"] == 1000  # the protocol's k
     assert pd.isna(table.loc["ns_gan", "nll_bpd_rank"]) and pd.isna(table.loc["ns_gan", "nll_nats_binarized_rank"])
