@@ -3,7 +3,8 @@
 Forward process q(x_t | x_0) = N(√ᾱ_t x_0, (1 − ᾱ_t) I) on images scaled to [−1, 1], linear
 β_t from 1e-4 to 0.02 over T = 1000 steps (the paper's). Training minimises the paper's L_simple,
 E ‖ε − ε_θ(x_t, t)‖² over t ~ U{1..T}. The reverse process has the fixed variances σ_t² = β̃_t
-(the posterior's; β_1 at t = 1), which is the model both the reported bound and the sampler use:
+(the posterior's; at t = 1, where β̃_1 = 0, β̃_2, as the authors' code clips it), which is the model
+both the reported bound and the sampler use:
 
 - likelihood: the variational bound L_T + Σ_{t≥2} L_{t−1} + L_0 in bits/dim, L_0 the discretised
   Gaussian decoder over the 256 values of each dimension (§3.3). The sum over t is exact when
@@ -123,7 +124,12 @@ def discretized_gaussian_log_prob(x: Tensor, mean: Tensor, std: float) -> Tensor
     """log P(x) per example of x on the 256-value grid of [−1, 1] under N(mean, std²) integrated
     over each value's bin, the end bins taking the tails (the paper's L_0)."""
     plus, minus = (x - mean + HALF_BIN) / std, (x - mean - HALF_BIN) / std
-    inner = torch.log((torch.special.ndtr(plus) - torch.special.ndtr(minus)).clamp_min(1e-12))
+    # log(Φ(plus) − Φ(minus)) in log space, on the side of the mean where the tail is small: Φ
+    # itself underflows past about 5σ in float32, and a clamp there would under-state the bound.
+    below = x <= mean  # Φ(plus) − Φ(minus) = Φ(−minus) − Φ(−plus)
+    hi = torch.special.log_ndtr(torch.where(below, plus, -minus))
+    lo = torch.special.log_ndtr(torch.where(below, minus, -plus))
+    inner = hi + torch.log1p(-torch.exp(lo - hi).clamp_max(1 - 1e-7))
     log_p = torch.where(x < -0.999, torch.special.log_ndtr(plus),
                         torch.where(x > 0.999, torch.special.log_ndtr(-minus), inner))
     return log_p.flatten(1).sum(1)
@@ -137,8 +143,8 @@ class DDPM(GenerativeModel):
     β1 0.9 (Adam's default, which the paper keeps); lr and β1 searched over the study's shared
     Adam ranges like the other non-GAN models; T fixed (`--set timesteps=N` changes it). The sampling
     steps are the protocol's (`--sample-steps`, default 1000), recorded with each trial.
-    The U-Net (64 channels, levels ×1, ×2, ×2) has about the parameters of the study's generator
-    on 32×32 images (`bench list models`).
+    The U-Net (WIDTH channels at the first level, levels ×1, ×2, ×2; a fourth on 64×64) has 5.98M
+    parameters on 28×28 and 32×32, under the study's generator (6.64M, 8.62M; `bench list models`).
     """
 
     family = "diffusion"
@@ -164,6 +170,8 @@ class DDPM(GenerativeModel):
         # as a buffer on the model's device (the training step's); derived, so not checkpointed.
         self.alpha_bar_host = torch.cumprod(1 - torch.linspace(BETA_1, BETA_T, self.timesteps, dtype=torch.float64), 0)
         self.register_buffer("alpha_bar", self.alpha_bar_host.float(), persistent=False)
+        beta_2 = BETA_1 + (BETA_T - BETA_1) / (self.timesteps - 1)  # in Python: the model may be on meta
+        self.decoder_std = math.sqrt(BETA_1 / (1 - (1 - BETA_1) * (1 - beta_2)) * beta_2)  # √β̃_2, the clipped σ_1
 
     @classmethod
     def sampling_steps(cls, hparams: dict, asked: int) -> int:
@@ -207,9 +215,9 @@ class DDPM(GenerativeModel):
         a_bar_prev = self._alpha_bar((t - 1).clamp_min(0))
         alpha = a_bar / a_bar_prev.where(t.view(-1, 1, 1, 1) > 0, torch.ones_like(a_bar_prev))
         beta = 1 - alpha
-        # t = 0: −log p(x_0 | x_1), the discretised Gaussian of mean μ_θ(x_1, 1) and σ_1² = β_1.
+        # t = 0: −log p(x_0 | x_1), the discretised Gaussian of mean μ_θ(x_1, 1) and σ_1² = β̃_2.
         mean = (xt - beta / (1 - a_bar).sqrt() * eps_hat) / alpha.sqrt()
-        decoder = -discretized_gaussian_log_prob(x0, mean, math.sqrt(BETA_1))
+        decoder = -discretized_gaussian_log_prob(x0, mean, self.decoder_std)
         # t ≥ 1: KL(q(x_{t−1} | x_t, x_0) ‖ p_θ(x_{t−1} | x_t)) with σ_t² = β̃_t: a weighted ‖ε − ε_θ‖².
         var = (1 - a_bar_prev) / (1 - a_bar) * beta
         weight = beta.square() / (2 * var.clamp_min(1e-20) * alpha * (1 - a_bar))

@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -34,6 +35,18 @@ def test_the_decoder_is_a_distribution_over_the_256_values():
         log_p = discretized_gaussian_log_prob(values.view(256, 1), torch.full((256, 1), mean, dtype=torch.float64), std)
         assert log_p.exp().sum().item() == pytest.approx(1.0, abs=1e-6)
     assert HALF_BIN == pytest.approx(1 / 255)
+
+
+def test_the_decoder_keeps_far_tails_in_float32():
+    """A value 5 to 40 σ from the mean: Φ underflows in float32 there; the log-space form must not
+    (scipy's float64 log_ndtr as the reference)."""
+    from scipy.special import log_ndtr
+
+    std, offsets = 0.01, np.array([0.06, 0.1, -0.3, 0.4])
+    got = discretized_gaussian_log_prob(torch.tensor(offsets, dtype=torch.float32).view(-1, 1), torch.zeros(4, 1), std)
+    a, b = (np.abs(offsets) - HALF_BIN) / std, (np.abs(offsets) + HALF_BIN) / std
+    want = log_ndtr(-a) + np.log1p(-np.exp(log_ndtr(-b) - log_ndtr(-a)))
+    assert got.numpy() == pytest.approx(want, rel=1e-5)
 
 
 def bounds(model, x, k, draws):
@@ -79,8 +92,9 @@ def test_each_term_is_the_kl_between_the_posterior_and_the_reverse_step():
         xt = a.sqrt() * x0.double() + (1 - a).sqrt() * eps
         eps_hat = model.unet(xt, t)
         mean_theta = (xt - beta / (1 - a).sqrt() * eps_hat) / (1 - beta).sqrt()
-        if step == 0:  # L_0 = −log p(x_0 | x_1)
-            want = -discretized_gaussian_log_prob(x0.double(), mean_theta, math.sqrt(beta))
+        if step == 0:  # L_0 = −log p(x_0 | x_1), σ_1² = β̃_2 (Ho et al.'s code clips β̃_1 = 0 so)
+            beta_2 = 1 - a_bar[1] / a_bar[0]
+            want = -discretized_gaussian_log_prob(x0.double(), mean_theta, ((1 - a) / (1 - a_bar[1]) * beta_2).sqrt())
         else:  # Ho et al. (7): the posterior's mean and variance β̃_t, shared by the reverse step
             posterior_mean = a_prev.sqrt() * beta / (1 - a) * x0.double() + (1 - beta).sqrt() * (1 - a_prev) / (1 - a) * xt
             std = ((1 - a_prev) / (1 - a) * beta).sqrt()
