@@ -108,11 +108,11 @@ def model_nll(model, images: torch.Tensor, k: int, seed: int = 0, batch: int = 6
     with torch.no_grad(), evaluating(model):
         chunks = x.split(batch)
         label = "NLL (exact)" if model_is_exact(model) else f"NLL bound (k = {k})"
+        one_call = model_is_exact(model) or model.bound_in_one_call  # all of k at once, not K_CHUNK at a time
         for chunk in bar(chunks, total=len(chunks), desc=f"{label} on {len(x)} images", unit="batch"):
             chunk = chunk.to(device, dtype)
             rows, drawn = [], 0
             while drawn < k:
-                one_call = model_is_exact(model) or model.bound_in_one_call
                 lw = model.log_weights(chunk, k if one_call else min(K_CHUNK, k - drawn), rng).double()
                 rows.append(lw)
                 drawn += lw.shape[0]
@@ -128,10 +128,9 @@ def model_nll(model, images: torch.Tensor, k: int, seed: int = 0, batch: int = 6
     else:
         bpd, bpd_se = estimate.bits_per_dim(dims, dequantized=kind == "dequantized")
         metrics = {"nll_bpd": bpd, "nll_bpd_se": bpd_se}
-    estimator = {"estimator": "exact" if model_is_exact(model) else f"importance-weighted bound, k = {used_k}",
-                 "k": used_k}
-    if model.bound_in_one_call:
-        estimator = model.bound_protocol(k)
+    estimator = (model.bound_protocol(k) if model.bound_in_one_call else
+                 {"estimator": "exact" if model_is_exact(model) else f"importance-weighted bound, k = {used_k}",
+                  "k": used_k})
     protocol = {
         "likelihood": kind, **estimator, "n": n, "dims": dims, "seed": seed,
         "unit": "nats per image on binarised images" if kind == "binarized" else "bits per dimension",
